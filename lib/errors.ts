@@ -1,0 +1,57 @@
+import createError from '@fastify/error'
+
+// Registration errors: thrown from `register`, never sent to a client.
+export const InvalidOptionError = createError<[string]>(
+  'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION',
+  '%s'
+)
+export const AlreadyRegisteredError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_ALREADY_REGISTERED',
+  'fastify-langgraph-webhooks is already registered in this context: register each deployment inside its own encapsulated context, e.g. app.register(async (scope) => { await scope.register(langgraphWebhooks, { path, token }) })'
+)
+export const ValuesSchemaMismatchError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_VALUES_SCHEMA_MISMATCH',
+  'withValues(schema) needs the very schema object passed as the valuesSchema option at registration, so that run.values is validated against it'
+)
+
+// Request errors: sent to the sender with these status codes.
+export const UnauthorizedError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED',
+  'Missing or invalid webhook token',
+  401
+)
+export const InvalidRunError = createError<[string]>(
+  'FST_LANGGRAPH_WEBHOOKS_INVALID_RUN',
+  'Invalid run webhook: %s',
+  400
+)
+export const StaleDeliveryError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_STALE_DELIVERY',
+  'Run webhook outside the accepted time window (webhook_sent_at)',
+  400
+)
+export const ListenerError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_LISTENER_FAILED',
+  'The application failed to handle the run webhook',
+  500
+)
+export const ListenerTimeoutError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_LISTENER_TIMEOUT',
+  'The application did not handle the run webhook in time',
+  503
+)
+export const DeliveryInFlightError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_IN_FLIGHT',
+  'This run webhook is being handled by another delivery; retry later',
+  503
+)
+export const DedupeStoreError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_DEDUPE_UNAVAILABLE',
+  'The dedupe store is unavailable; retry later',
+  503
+)
+export const ShuttingDownError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_SHUTTING_DOWN',
+  'The server is shutting down; retry later',
+  503
+)

@@ -1,0 +1,75 @@
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import type { TSchema } from '@sinclair/typebox'
+import { createMemoryDedupeStore } from './dedupe/memory.js'
+import { Deliveries } from './delivery.js'
+import { AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
+import { RunListeners, type OnRun } from './listeners.js'
+import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
+import { registerRoute } from './route.js'
+import type { ValuesOf } from './schemas.js'
+import { createRunValidator } from './validation.js'
+
+/** The `app.langgraphWebhooks` decorator. */
+export interface LanggraphWebhooks<Values = Record<string, unknown>> {
+  /** Subscribes a listener to every run, or to runs of the given status(es); returns the unsubscribe function. */
+  onRun: OnRun<Values>
+  /** The route's path. */
+  readonly path: string
+  /**
+   * The same decorator, typed with `run.values` as `Static<typeof schema>`.
+   * `schema` must be the `valuesSchema` given at registration, which
+   * validates `run.values` at run time: the types cannot lie.
+   */
+  withValues<S extends TSchema>(schema: S): LanggraphWebhooks<ValuesOf<S>>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    langgraphWebhooks: LanggraphWebhooks
+  }
+}
+
+async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: LanggraphWebhooksOptions): Promise<void> {
+  const options = resolveOptions(rawOptions)
+  if (fastify.hasDecorator('langgraphWebhooks')) throw new AlreadyRegisteredError()
+  if (options.shortToken) {
+    fastify.log.warn(`fastify-langgraph-webhooks: a token shorter than ${MIN_TOKEN_LENGTH} characters is easy to guess; use a random 32-byte hex token (node -e "console.log(crypto.randomBytes(32).toString('hex'))")`)
+  }
+
+  const listeners = new RunListeners()
+  if (options.onRun !== undefined) listeners.on(options.onRun)
+  const store = options.dedupe === undefined
+    ? undefined
+    : options.dedupe.store ?? createMemoryDedupeStore({ maxKeys: options.dedupe.maxKeys, ttlMs: options.dedupe.ttlMs })
+  const deliveries = new Deliveries(listeners, options, store, fastify.log)
+
+  const decorator: LanggraphWebhooks<any> = {
+    onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
+    path: options.path,
+    withValues (schema) {
+      if (schema !== options.valuesSchema) throw new ValuesSchemaMismatchError()
+      return decorator
+    }
+  }
+  fastify.decorate('langgraphWebhooks', decorator)
+  fastify.addHook('onClose', () => deliveries.close())
+
+  registerRoute(fastify, options, createRunValidator(options.valuesSchema), deliveries)
+}
+
+export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
+  fastify: '5.x',
+  name: 'fastify-langgraph-webhooks'
+})
+export default fastifyLanggraphWebhooks
+
+export * from './schemas.js'
+export * from './errors.js'
+export { createTokenVerifier, type TokenVerifier, type TokenSource } from './token.js'
+export { maskTokenInUrl, serializeRequest } from './redact.js'
+export { createMemoryDedupeStore, type MemoryDedupeStoreOptions } from './dedupe/memory.js'
+export type { DedupeStore, ReserveResult } from './dedupe/store.js'
+export type { RunContext, RunListener, OnRun, Unsubscribe } from './listeners.js'
+export type { LanggraphWebhooksOptions, DedupeOptions } from './options.js'
+export { RETRY_AFTER_SECONDS } from './delivery.js'

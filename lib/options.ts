@@ -1,0 +1,156 @@
+import type { TSchema } from '@sinclair/typebox'
+import type { DedupeStore } from './dedupe/store.js'
+import { InvalidOptionError } from './errors.js'
+import type { RunListener } from './listeners.js'
+import type { RunWebhook, ValuesOf } from './schemas.js'
+import { isUsableToken, type TokenSource } from './token.js'
+
+export interface DedupeOptions {
+  /** Where handled deliveries are remembered. Default: an in-memory store (one instance only). */
+  store?: DedupeStore
+  /** How long a handled delivery is remembered. Default 1 hour. */
+  ttlMs?: number
+  /** How long a delivery in progress holds its key before another may take over (a crashed holder). Default 60 s. */
+  leaseMs?: number
+  /** The most keys the in-memory store keeps (oldest dropped first). Default 10 000. */
+  maxKeys?: number
+}
+
+export interface LanggraphWebhooksOptions<ValuesSchema extends TSchema | undefined = TSchema | undefined> {
+  /** The shared secret; several tokens allow rotation. Required. */
+  token: string | readonly string[]
+  /** Where the route listens. Default `/webhooks/langgraph`. */
+  path?: string
+  /** Where the token may come from. Default both: `['query', 'bearer']`. */
+  tokenSources?: readonly TokenSource[]
+  /** The largest body accepted, in bytes. Default 10 MiB. */
+  bodyLimit?: number
+  /** `handled` (default): reply 204 once listeners settled. `received`: reply 202 first. */
+  ack?: 'handled' | 'received'
+  /** Mask the token in `run.kwargs.webhook` before listeners see it. Default true. */
+  redactToken?: boolean
+  /** A listener subscribed at registration, as with `onRun(listener)`. */
+  onRun?: RunListener<RunWebhook<ValuesOf<ValuesSchema>>>
+  /** A TypeBox schema that `run.values` must match when present. */
+  valuesSchema?: ValuesSchema
+  /** Idempotent delivery keyed by `run_id` + `status`. Default off. */
+  dedupe?: boolean | DedupeOptions
+  /** Refuse deliveries whose `webhook_sent_at` is further than this from now. Default off. */
+  maxAgeMs?: number
+  /** How long listeners may take before the delivery is answered 503 (the sender retries). Default 25 000. */
+  listenerTimeoutMs?: number
+}
+
+export interface ResolvedDedupe {
+  store: DedupeStore | undefined
+  ttlMs: number
+  leaseMs: number
+  maxKeys: number
+}
+
+export interface ResolvedOptions {
+  tokens: string[]
+  path: string
+  tokenSources: ReadonlySet<TokenSource>
+  bodyLimit: number
+  ack: 'handled' | 'received'
+  redactToken: boolean
+  onRun: RunListener<any> | undefined
+  valuesSchema: TSchema | undefined
+  dedupe: ResolvedDedupe | undefined
+  maxAgeMs: number | undefined
+  listenerTimeoutMs: number
+  /** A token shorter than this gets a warning at registration. */
+  shortToken: boolean
+}
+
+export const DEFAULT_PATH = '/webhooks/langgraph'
+export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+export const DEFAULT_LISTENER_TIMEOUT_MS = 25_000
+export const MIN_TOKEN_LENGTH = 32
+const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
+const KNOWN = new Set([
+  'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
+  'dedupe', 'maxAgeMs', 'listenerTimeoutMs',
+  // Fastify's own register options, passed along with ours.
+  'prefix', 'logLevel', 'logSerializers'
+])
+
+function fail (message: string): never {
+  throw new InvalidOptionError(message)
+}
+
+function positiveInteger (value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) fail(`${name} must be a positive integer (milliseconds or bytes), got ${String(value)}`)
+  return value as number
+}
+
+/** Validates the options without touching the caller's object. */
+export function resolveOptions (options: unknown): ResolvedOptions {
+  if (options === null || typeof options !== 'object') fail('options must be an object with at least { token }')
+  const given = options as Record<string, unknown>
+  for (const key of Object.keys(given)) {
+    if (!KNOWN.has(key)) fail(`unknown option "${key}"; known options: ${[...KNOWN].slice(0, 11).join(', ')}`)
+  }
+
+  const { token } = given
+  const tokens = typeof token === 'string' ? [token] : Array.isArray(token) ? [...token] : undefined
+  if (tokens === undefined || tokens.length === 0 || !tokens.every(isUsableToken)) {
+    fail('token is required: a non-empty string, or an array of them to rotate tokens (generate one with: node -e "console.log(crypto.randomBytes(32).toString(\'hex\'))")')
+  }
+
+  const path = given.path ?? DEFAULT_PATH
+  if (typeof path !== 'string' || !path.startsWith('/') || /[?#\s]/.test(path)) {
+    fail(`path must be a URL path starting with "/" and without query, fragment or spaces, got ${JSON.stringify(path)}`)
+  }
+
+  const sources = given.tokenSources ?? TOKEN_SOURCES
+  if (!Array.isArray(sources) || sources.length === 0 || !sources.every((source) => TOKEN_SOURCES.includes(source))) {
+    fail('tokenSources must be a non-empty array of "query" and/or "bearer"')
+  }
+
+  const ack = given.ack ?? 'handled'
+  if (ack !== 'handled' && ack !== 'received') fail(`ack must be "handled" or "received", got ${JSON.stringify(ack)}`)
+
+  const redactToken = given.redactToken ?? true
+  if (typeof redactToken !== 'boolean') fail('redactToken must be a boolean')
+
+  if (given.onRun !== undefined && typeof given.onRun !== 'function') fail('onRun must be a function (run, { request, log }) => unknown')
+
+  const valuesSchema = given.valuesSchema
+  if (valuesSchema !== undefined && (valuesSchema === null || typeof valuesSchema !== 'object' || !(Symbol.for('TypeBox.Kind') in valuesSchema))) {
+    fail('valuesSchema must be a TypeBox schema, e.g. Type.Object({ messages: Type.Array(Type.String()) })')
+  }
+
+  return {
+    tokens,
+    path,
+    tokenSources: new Set(sources as TokenSource[]),
+    bodyLimit: positiveInteger(given.bodyLimit, 'bodyLimit', DEFAULT_BODY_LIMIT),
+    ack,
+    redactToken,
+    onRun: given.onRun as RunListener<any> | undefined,
+    valuesSchema: valuesSchema as TSchema | undefined,
+    dedupe: resolveDedupe(given.dedupe),
+    maxAgeMs: given.maxAgeMs === undefined ? undefined : positiveInteger(given.maxAgeMs, 'maxAgeMs', 0),
+    listenerTimeoutMs: positiveInteger(given.listenerTimeoutMs, 'listenerTimeoutMs', DEFAULT_LISTENER_TIMEOUT_MS),
+    shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH)
+  }
+}
+
+function resolveDedupe (dedupe: unknown): ResolvedDedupe | undefined {
+  if (dedupe === undefined || dedupe === false) return undefined
+  const given = (dedupe === true ? {} : dedupe) as Record<string, unknown>
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) fail('dedupe must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }')
+  const store = given.store as Partial<import('./dedupe/store.js').DedupeStore> | undefined
+  if (store !== undefined && (store === null || typeof store.reserve !== 'function' || typeof store.complete !== 'function' || typeof store.release !== 'function')) {
+    fail('dedupe.store must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis')
+  }
+  return {
+    store: store as DedupeStore | undefined,
+    ttlMs: positiveInteger(given.ttlMs, 'dedupe.ttlMs', 60 * 60 * 1000),
+    leaseMs: positiveInteger(given.leaseMs, 'dedupe.leaseMs', 60_000),
+    maxKeys: positiveInteger(given.maxKeys, 'dedupe.maxKeys', 10_000)
+  }
+}

@@ -1,0 +1,72 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Deliveries } from './delivery.js'
+import { InvalidRunError, UnauthorizedError } from './errors.js'
+import type { ResolvedOptions } from './options.js'
+import { serializeRequest } from './redact.js'
+import { RunWebhookSchema, type RunWebhook } from './schemas.js'
+import { createTokenVerifier, isAuthorized } from './token.js'
+import type { RunValidator } from './validation.js'
+
+const CONTENT_TYPES = ['application/json', 'text/plain']
+
+/**
+ * Registers the webhook route in an encapsulated child context: its
+ * text/plain parser, hooks and error handler do not reach the host
+ * application's own routes.
+ */
+export function registerRoute (
+  fastify: FastifyInstance,
+  options: ResolvedOptions,
+  validate: RunValidator,
+  deliveries: Deliveries
+): void {
+  const verify = createTokenVerifier(options.tokens)
+  const sources = options.tokenSources
+
+  fastify.register(async function langgraphWebhookRoute (route) {
+    // The JS server sends `text/plain;charset=UTF-8`. Both types go through
+    // Fastify's own JSON parser, which refuses prototype poisoning.
+    route.removeContentTypeParser(CONTENT_TYPES)
+    route.addContentTypeParser(CONTENT_TYPES, { parseAs: 'string' }, route.getDefaultJsonParser('error', 'error'))
+    route.setErrorHandler(handleError)
+
+    route.route({
+      method: 'POST',
+      url: options.path,
+      bodyLimit: options.bodyLimit,
+      logSerializers: { req: serializeRequest },
+      schema: { body: RunWebhookSchema },
+      validatorCompiler: () => function validateBody (body: unknown) {
+        const error = validate(body)
+        return error === undefined ? true : { error }
+      },
+      // Decided before the body is read: an unauthenticated body is never parsed.
+      onRequest (request, reply, done) {
+        if (isAuthorized(request, verify, sources)) done()
+        else done(new UnauthorizedError())
+      },
+      handler (request: FastifyRequest, reply: FastifyReply) {
+        return deliveries.handle(request.body as RunWebhook<unknown>, request, reply)
+      }
+    })
+  })
+}
+
+function handleError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    error = new InvalidRunError('body is not valid JSON, or holds a __proto__ or constructor.prototype key')
+  } else if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    error = new InvalidRunError('body is empty')
+  }
+  const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+  const ours = typeof error.code === 'string' && (error.code.startsWith('FST_LANGGRAPH_WEBHOOKS_') || error.code.startsWith('FST_ERR_CTP_'))
+  if (statusCode >= 500 && !ours) request.log.error({ err: error }, 'run webhook failed')
+  else request.log.info({ code: error.code, statusCode }, error.message)
+  reply.code(statusCode).send({
+    statusCode,
+    code: ours ? error.code : undefined,
+    error: STATUS_CODES[statusCode],
+    message: ours || statusCode < 500 ? error.message : 'Internal Server Error'
+  })
+}

@@ -1,0 +1,110 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+/**
+ * Statuses a LangGraph server sends. `rollback` comes from the Python server;
+ * the JS server reports a rollback as `error` with `error: "rollback"`.
+ */
+export const RUN_STATUSES = ['pending', 'running', 'error', 'success', 'timeout', 'interrupted', 'rollback'] as const
+
+export const RunStatusSchema = Type.Union(RUN_STATUSES.map((status) => Type.Literal(status)), {
+  $id: 'LanggraphRunStatus',
+  description: 'A status a LangGraph server reports for a run'
+})
+export type RunStatus = (typeof RUN_STATUSES)[number]
+
+export const MultitaskStrategySchema = Type.Union([
+  Type.Literal('reject'),
+  Type.Literal('rollback'),
+  Type.Literal('interrupt'),
+  Type.Literal('enqueue')
+])
+export type MultitaskStrategy = Static<typeof MultitaskStrategySchema>
+
+// A pattern rather than `format: 'date-time'`: it needs no format registry
+// (TypeBox's is global) and means the same under Ajv. JS sends
+// `2026-11-28T06:52:05.263Z`, Python `2026-11-28T06:52:05.263118+00:00`.
+const DateTime = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(?:\\.\\d{1,9})?(?:Z|[+-]\\d{2}:\\d{2})$',
+  description: 'ISO 8601 date-time, ending in Z or an offset such as +00:00'
+})
+const Id = Type.String({ minLength: 1 })
+const OpenObject = Type.Record(Type.String(), Type.Unknown())
+
+export const RunConfigSchema = Type.Object({
+  configurable: Type.Optional(OpenObject),
+  metadata: Type.Optional(OpenObject),
+  tags: Type.Optional(Type.Array(Type.String())),
+  recursion_limit: Type.Optional(Type.Number())
+})
+
+/** The arguments the run was created with (`kwargs`). */
+export const RunKwargsSchema = Type.Object({
+  input: Type.Optional(Type.Unknown()),
+  command: Type.Optional(Type.Unknown()),
+  config: Type.Optional(RunConfigSchema),
+  context: Type.Optional(Type.Unknown()),
+  stream_mode: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()])),
+  /** The webhook URL, token included unless the plugin redacted it. */
+  webhook: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  temporary: Type.Optional(Type.Boolean()),
+  subgraphs: Type.Optional(Type.Boolean()),
+  resumable: Type.Optional(Type.Boolean()),
+  interrupt_before: Type.Optional(Type.Unknown()),
+  interrupt_after: Type.Optional(Type.Unknown()),
+  feedback_keys: Type.Optional(Type.Unknown()),
+  checkpoint_during: Type.Optional(Type.Unknown()),
+  durability: Type.Optional(Type.Unknown())
+})
+export type RunKwargs = Static<typeof RunKwargsSchema>
+
+/**
+ * `status` is any non-empty string on the wire, so that a status added by a
+ * future server still reaches catch-all listeners; its static type lists the
+ * known ones, keeping completion and narrowing.
+ */
+const OpenRunStatus = Type.Unsafe<RunStatus | (string & {})>(Type.String({ minLength: 1 }))
+
+/** A LangGraph run (the API's `Run` model). Unknown properties are accepted. */
+export const RunSchema = Type.Object({
+  run_id: Id,
+  thread_id: Id,
+  assistant_id: Id,
+  status: OpenRunStatus,
+  created_at: DateTime,
+  updated_at: DateTime,
+  metadata: Type.Union([OpenObject, Type.Null()]),
+  kwargs: RunKwargsSchema,
+  multitask_strategy: Type.Optional(Type.Union([MultitaskStrategySchema, Type.Null()]))
+}, { $id: 'LanggraphRun' })
+export type Run = Static<typeof RunSchema>
+
+/** A failed run's error: a string (JS server, older Python) or `{ error, message }` (newer Python). */
+export const RunErrorSchema = Type.Union([
+  Type.String(),
+  Type.Object({ error: Type.String(), message: Type.String() })
+])
+export type RunError = Static<typeof RunErrorSchema>
+
+/** The body a LangGraph server POSTs to a run's webhook. */
+export const RunWebhookSchema = Type.Composite([
+  RunSchema,
+  Type.Object({
+    run_started_at: Type.Optional(DateTime),
+    run_ended_at: Type.Optional(Type.Union([DateTime, Type.Null()])),
+    webhook_sent_at: DateTime,
+    /** The thread's final state: absent (JS) or null (Python) for stateless and cancelled runs. */
+    values: Type.Optional(Type.Union([OpenObject, Type.Null()])),
+    error: Type.Optional(RunErrorSchema)
+  })
+], { $id: 'LanggraphRunWebhook' })
+
+/** A run webhook whose `values` are of type `Values` (see the `valuesSchema` option). */
+export type RunWebhook<Values = Record<string, unknown>> =
+  Omit<Static<typeof RunWebhookSchema>, 'values'> & { values?: Values | null }
+
+/** A run webhook narrowed to the statuses `S`. */
+export type RunWebhookOf<S extends RunStatus, Values = Record<string, unknown>> =
+  RunWebhook<Values> & { status: S }
+
+/** The static type of a `valuesSchema`. */
+export type ValuesOf<T extends TSchema | undefined> = T extends TSchema ? Static<T> : Record<string, unknown>

@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { DEFAULT_PATH } from './options.js'
+import type { RunWebhook } from './schemas.js'
+
+type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
+
+/**
+ * A valid run webhook body, shaped like the JS server's, with fresh ids and
+ * the current time. `overrides` replace top-level fields (`kwargs` is merged
+ * one level deep); set a field to `undefined` to drop it.
+ */
+export function buildRunWebhook<Values = Record<string, unknown>> (
+  overrides: DeepPartial<RunWebhook<Values>> & Record<string, unknown> = {}
+): RunWebhook<Values> {
+  const runId = randomUUID()
+  const threadId = randomUUID()
+  const assistantId = randomUUID()
+  const now = Date.now()
+  const at = (offsetMs: number) => new Date(now + offsetMs).toISOString()
+  const metadata = { created_by: 'system', graph_id: 'agent', assistant_id: assistantId }
+  const { kwargs, ...rest } = overrides
+  const run: Record<string, unknown> = {
+    run_id: runId,
+    thread_id: threadId,
+    assistant_id: assistantId,
+    metadata,
+    status: 'success',
+    kwargs: {
+      input: { messages: ['hi'] },
+      config: {
+        configurable: { run_id: runId, thread_id: threadId, graph_id: 'agent', assistant_id: assistantId },
+        metadata
+      },
+      context: {},
+      stream_mode: ['values'],
+      webhook: 'http://127.0.0.1:3000/webhooks/langgraph',
+      temporary: false,
+      subgraphs: false,
+      resumable: false,
+      ...kwargs
+    },
+    multitask_strategy: 'reject',
+    created_at: at(-60),
+    updated_at: at(0),
+    run_started_at: at(-40),
+    run_ended_at: at(-1),
+    webhook_sent_at: at(0),
+    values: { messages: ['hi', 'hello'] },
+    ...rest
+  }
+  for (const key of Object.keys(run)) if (run[key] === undefined) delete run[key]
+  return run as RunWebhook<Values>
+}
+
+export interface DeliverRunOptions {
+  /** The token to send in `?token=`. */
+  token: string
+  /** The route's path. Default `/webhooks/langgraph`. */
+  path?: string
+}
+
+/** Injects a run webhook exactly as the JS server sends it: `text/plain;charset=UTF-8`, token in the query. */
+export function deliverRun (app: FastifyInstance, payload: unknown, { token, path = DEFAULT_PATH }: DeliverRunOptions): Promise<LightMyRequestResponse> {
+  return app.inject({
+    method: 'POST',
+    url: path,
+    query: { token },
+    headers: { 'content-type': 'text/plain;charset=UTF-8' },
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload)
+  })
+}

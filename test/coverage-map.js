@@ -1,0 +1,11 @@
+// Coverage is measured on the library: test helpers, examples and the
+// end-to-end harness are not part of the published package.
+import { readdirSync } from 'node:fs'
+
+const library = readdirSync('lib', { recursive: true })
+  .filter((file) => file.endsWith('.ts'))
+  .map((file) => `lib/${file}`)
+
+export default function coverageMap () {
+  return library
+}
