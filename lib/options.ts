@@ -1,7 +1,7 @@
 import type { TSchema } from '@sinclair/typebox'
 import type { DedupeStore } from './dedupe/store.js'
 import { InvalidOptionError } from './errors.js'
-import type { RunListener } from './listeners.js'
+import type { RunContext, RunListener } from './listeners.js'
 import type { RunWebhook, ValuesOf } from './schemas.js'
 import { isUsableToken, type TokenSource } from './token.js'
 
@@ -29,8 +29,12 @@ export interface LanggraphWebhooksOptions<ValuesSchema extends TSchema | undefin
   ack?: 'handled' | 'received'
   /** Mask the token in `run.kwargs.webhook` before listeners see it. Default true. */
   redactToken?: boolean
-  /** A listener subscribed at registration, as with `onRun(listener)`. */
-  onRun?: RunListener<RunWebhook<ValuesOf<ValuesSchema>>>
+  /**
+   * A listener subscribed at registration, as with `onRun(listener)`.
+   * (Method syntax: options typed with a `valuesSchema` stay assignable to
+   * the plugin's own option type.)
+   */
+  onRun?(run: RunWebhook<ValuesOf<ValuesSchema>>, context: RunContext): unknown
   /** A TypeBox schema that `run.values` must match when present. */
   valuesSchema?: ValuesSchema
   /** Idempotent delivery keyed by `run_id` + `status`. Default off. */
@@ -69,12 +73,12 @@ export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 export const DEFAULT_LISTENER_TIMEOUT_MS = 25_000
 export const MIN_TOKEN_LENGTH = 32
 const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
-const KNOWN = new Set([
+const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
-  'dedupe', 'maxAgeMs', 'listenerTimeoutMs',
-  // Fastify's own register options, passed along with ours.
-  'prefix', 'logLevel', 'logSerializers'
-])
+  'dedupe', 'maxAgeMs', 'listenerTimeoutMs'
+]
+// Fastify's own register options arrive along with ours.
+const KNOWN = new Set([...OPTION_NAMES, 'prefix', 'logLevel', 'logSerializers'])
 
 function fail (message: string): never {
   throw new InvalidOptionError(message)
@@ -91,7 +95,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (options === null || typeof options !== 'object') fail('options must be an object with at least { token }')
   const given = options as Record<string, unknown>
   for (const key of Object.keys(given)) {
-    if (!KNOWN.has(key)) fail(`unknown option "${key}"; known options: ${[...KNOWN].slice(0, 11).join(', ')}`)
+    if (!KNOWN.has(key)) fail(`unknown option "${key}"; the options are: ${OPTION_NAMES.join(', ')}`)
   }
 
   const { token } = given
@@ -143,7 +147,7 @@ function resolveDedupe (dedupe: unknown): ResolvedDedupe | undefined {
   if (dedupe === undefined || dedupe === false) return undefined
   const given = (dedupe === true ? {} : dedupe) as Record<string, unknown>
   if (given === null || typeof given !== 'object' || Array.isArray(given)) fail('dedupe must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }')
-  const store = given.store as Partial<import('./dedupe/store.js').DedupeStore> | undefined
+  const store = given.store as Partial<DedupeStore> | undefined
   if (store !== undefined && (store === null || typeof store.reserve !== 'function' || typeof store.complete !== 'function' || typeof store.release !== 'function')) {
     fail('dedupe.store must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis')
   }

@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { DEFAULT_PATH } from './options.js'
-import type { RunWebhook } from './schemas.js'
+import type { RunKwargs, RunWebhook } from './schemas.js'
 
-type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
+/** Fields to replace; `kwargs` fields are merged with the defaults, and unknown fields are allowed. */
+export type RunWebhookOverrides<Values> = Partial<Omit<RunWebhook<Values>, 'kwargs'>> & {
+  kwargs?: Partial<RunKwargs> & Record<string, unknown>
+} & Record<string, unknown>
 
 /**
  * A valid run webhook body, shaped like the JS server's, with fresh ids and
@@ -11,7 +14,7 @@ type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K
  * one level deep); set a field to `undefined` to drop it.
  */
 export function buildRunWebhook<Values = Record<string, unknown>> (
-  overrides: DeepPartial<RunWebhook<Values>> & Record<string, unknown> = {}
+  overrides: RunWebhookOverrides<Values> = {}
 ): RunWebhook<Values> {
   const runId = randomUUID()
   const threadId = randomUUID()

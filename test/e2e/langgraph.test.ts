@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyRequest } from 'fastify'
 import langgraphWebhooks from '../../lib/index.js'
-import { startLangGraphServer, type LangGraphServer } from './langgraph-server.js'
+import { startLangGraphServer, waitUntilRunning } from './langgraph-server.js'
 import { FAIL_PREFIX } from './graph.js'
 
 const PATH = '/webhooks/langgraph'
@@ -52,18 +52,6 @@ function waitForDelivery (match: (d: Delivery) => boolean, what: string, timeout
 }
 
 const waitForRun = (runId: string) => waitForDelivery((d) => d.run?.run_id === runId, `run ${runId}`)
-
-/** Polls the LangGraph API until the run is running (a pending run cancelled gets no webhook). */
-async function waitUntilRunning (lg: LangGraphServer, threadId: string, runId: string): Promise<void> {
-  const deadline = Date.now() + TIMEOUT_MS
-  for (;;) {
-    const { status } = await lg.client.runs.get(threadId, runId)
-    if (status === 'running') return
-    if (status !== 'pending') throw new Error(`run ${runId} is ${status}, expected it running`)
-    if (Date.now() > deadline) throw new Error(`run ${runId} still pending after ${TIMEOUT_MS} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 // 1. The receiving app, first: the LangGraph server's webhook fetch throws (and kills
 //    its worker loop) when nothing listens.
@@ -168,7 +156,7 @@ t.test('a node that throws: error, with the message in run.error', async (t) => 
 t.test('a running run cancelled with action=interrupt: interrupted, no values', async (t) => {
   const thread = await client.threads.create()
   const run = await client.runs.create(thread.thread_id, graphId, { input: { messages: ['sleep:20000'] }, webhook })
-  await waitUntilRunning(lg, thread.thread_id, run.run_id)
+  await waitUntilRunning(client, thread.thread_id, run.run_id)
   await client.runs.cancel(thread.thread_id, run.run_id, false, 'interrupt')
   const d = await waitForRun(run.run_id)
   checkDelivery(t, d)
@@ -216,7 +204,7 @@ t.test('a human-in-the-loop interrupt() and its resume', async (t) => {
 t.test("a second run on a busy thread with multitask_strategy 'interrupt': two deliveries", async (t) => {
   const thread = await client.threads.create()
   const first = await client.runs.create(thread.thread_id, graphId, { input: { messages: ['sleep:20000'] }, webhook })
-  await waitUntilRunning(lg, thread.thread_id, first.run_id)
+  await waitUntilRunning(client, thread.thread_id, first.run_id)
   const second = await client.runs.create(thread.thread_id, graphId, {
     input: { messages: ['second'] },
     webhook,
@@ -248,7 +236,7 @@ t.test('wire and log facts over all deliveries', async (t) => {
   t.equal(new Set(received.map((d) => d.run.run_id)).size, received.length, 'one delivery per run')
   for (const d of deliveries) {
     t.match(d.contentType, /^text\/plain/, `content-type ${d.contentType}`)
-    t.equal(d.userAgent, 'node')
+    t.equal(d.userAgent, 'node', 'user-agent node')
   }
   t.equal(unsubscribedCalls, 0, 'an unsubscribed listener is never called')
   t.ok(lines.length > 0, 'the app logged')

@@ -1,0 +1,97 @@
+import { test } from 'tap'
+import Fastify from 'fastify'
+import { Type } from '@sinclair/typebox'
+import langgraphWebhooks from '../lib/index.js'
+import { resolveOptions } from '../lib/options.js'
+import { TOKEN, buildApp } from './helpers/app.js'
+
+async function registerWith (options: unknown) {
+  const app = Fastify()
+  await app.register(langgraphWebhooks, options as any)
+  return app
+}
+
+test('bad options fail register with FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION and say what to do', async (t) => {
+  const store = { reserve () { return 'reserved' as const }, complete () {}, release () {} }
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['no options', {}, /token is required.*randomBytes\(32\)/],
+    ['empty token', { token: '' }, /token is required/],
+    ['whitespace token', { token: '   ' }, /token is required/],
+    ['empty token list', { token: [] }, /token is required/],
+    ['a blank token in the list', { token: [TOKEN, ''] }, /token is required/],
+    ['a numeric token', { token: 42 }, /token is required/],
+    ['relative path', { token: TOKEN, path: 'webhooks' }, /path must be a URL path starting with "\/"/],
+    ['path with a query', { token: TOKEN, path: '/hooks?x=1' }, /without query/],
+    ['numeric path', { token: TOKEN, path: 5 }, /path must be/],
+    ['no token source', { token: TOKEN, tokenSources: [] }, /tokenSources must be a non-empty array/],
+    ['unknown token source', { token: TOKEN, tokenSources: ['cookie'] }, /"query" and\/or "bearer"/],
+    ['token source not in an array', { token: TOKEN, tokenSources: 'query' }, /tokenSources/],
+    ['unknown ack', { token: TOKEN, ack: 'later' }, /ack must be "handled" or "received"/],
+    ['non-boolean redactToken', { token: TOKEN, redactToken: 'yes' }, /redactToken must be a boolean/],
+    ['non-function onRun', { token: TOKEN, onRun: 'log' }, /onRun must be a function/],
+    ['plain object valuesSchema', { token: TOKEN, valuesSchema: { type: 'object' } }, /valuesSchema must be a TypeBox schema/],
+    ['null valuesSchema', { token: TOKEN, valuesSchema: null }, /valuesSchema must be a TypeBox schema/],
+    ['negative bodyLimit', { token: TOKEN, bodyLimit: -1 }, /bodyLimit must be a positive integer/],
+    ['fractional maxAgeMs', { token: TOKEN, maxAgeMs: 1.5 }, /maxAgeMs must be a positive integer/],
+    ['string listenerTimeoutMs', { token: TOKEN, listenerTimeoutMs: '10' }, /listenerTimeoutMs must be a positive integer/],
+    ['string dedupe', { token: TOKEN, dedupe: 'yes' }, /dedupe must be true, false, or/],
+    ['null dedupe', { token: TOKEN, dedupe: null }, /dedupe must be true, false, or/],
+    ['array dedupe', { token: TOKEN, dedupe: [] }, /dedupe must be true, false, or/],
+    ['incomplete store', { token: TOKEN, dedupe: { store: { reserve () {} } } }, /dedupe\.store must implement reserve/],
+    ['null store', { token: TOKEN, dedupe: { store: null } }, /dedupe\.store must implement/],
+    ['zero ttlMs', { token: TOKEN, dedupe: { store, ttlMs: 0 } }, /dedupe\.ttlMs must be a positive integer/],
+    ['misspelt option', { token: TOKEN, redactTokens: false }, /unknown option "redactTokens"; the options are: token, path, /]
+  ]
+  for (const [name, options, message] of cases) {
+    await t.rejects(registerWith(options), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message }, name)
+  }
+})
+
+test('resolveOptions refuses a non-object', async (t) => {
+  t.throws(() => resolveOptions(null), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: /options must be an object/ })
+  t.throws(() => resolveOptions('token'), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION' })
+})
+
+test('defaults', async (t) => {
+  const options = resolveOptions({ token: TOKEN })
+  t.equal(options.path, '/webhooks/langgraph')
+  t.equal(options.bodyLimit, 10 * 1024 * 1024)
+  t.equal(options.ack, 'handled')
+  t.equal(options.redactToken, true)
+  t.same([...options.tokenSources], ['query', 'bearer'])
+  t.equal(options.dedupe, undefined, 'dedupe is off by default')
+  t.equal(options.maxAgeMs, undefined, 'the replay window is off by default')
+  t.equal(options.listenerTimeoutMs, 25_000)
+  t.same(resolveOptions({ token: TOKEN, dedupe: true }).dedupe, { store: undefined, ttlMs: 3_600_000, leaseMs: 60_000, maxKeys: 10_000 })
+  t.equal(resolveOptions({ token: TOKEN, dedupe: false }).dedupe, undefined)
+})
+
+test('valid options of every kind are accepted, with Fastify\'s own register options', async (t) => {
+  const app = await registerWith({
+    token: [TOKEN, `${TOKEN}-old`],
+    path: '/hooks',
+    tokenSources: ['bearer'],
+    bodyLimit: 1024,
+    ack: 'received',
+    redactToken: false,
+    onRun () {},
+    valuesSchema: Type.Object({}),
+    dedupe: { ttlMs: 1000, leaseMs: 500, maxKeys: 10 },
+    maxAgeMs: 60_000,
+    listenerTimeoutMs: 1000,
+    logLevel: 'warn'
+  })
+  await app.ready()
+  t.equal(app.langgraphWebhooks.path, '/hooks')
+})
+
+test('a token shorter than 32 characters gets one warning at registration', async (t) => {
+  const { lines } = await buildApp({ token: ['short-token', TOKEN] })
+  const warnings = lines.map((line) => JSON.parse(line)).filter((entry) => entry.level === 40)
+  t.equal(warnings.length, 1)
+  t.match(warnings[0].msg, /shorter than 32 characters.*randomBytes\(32\)\.toString\('hex'\)/)
+  t.notMatch(warnings[0].msg, /short-token/, 'the warning does not quote the token')
+
+  const { lines: quiet } = await buildApp({ token: TOKEN })
+  t.equal(quiet.map((line) => JSON.parse(line)).filter((entry) => entry.level === 40).length, 0)
+})
