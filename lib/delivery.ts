@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import {
   DedupeStoreError, DeliveryInFlightError, ListenerError, ListenerTimeoutError, StaleDeliveryError
@@ -12,6 +13,14 @@ import type { RunWebhook } from './schemas.js'
 export const RETRY_AFTER_SECONDS = 5
 
 type Run = RunWebhook<unknown>
+
+/**
+ * Owners of dedupe reservations: a random prefix for this process and a
+ * counter, unique across instances, so that a store's release only drops
+ * the releasing delivery's own reservation.
+ */
+const OWNER_PREFIX = randomBytes(9).toString('base64url')
+let owners = 0
 
 class ListenerContext implements RunContext {
   readonly request: FastifyRequest
@@ -62,8 +71,10 @@ export class Deliveries {
     }
 
     const key = this.#store === undefined ? undefined : `${run.run_id}:${run.status}`
+    let owner = ''
     if (key !== undefined) {
-      const reserved = await this.#reserve(key, request)
+      owner = `${OWNER_PREFIX}.${++owners}`
+      const reserved = await this.#reserve(key, owner, request, reply)
       if (reserved === 'done') {
         request.log.info({ run_id: run.run_id, status: run.status }, 'duplicate run webhook acknowledged without running listeners')
         return reply.code(204).send()
@@ -77,7 +88,7 @@ export class Deliveries {
     const context = new ListenerContext(request, run)
     if (options.ack === 'received') {
       reply.code(202).send()
-      const settled = this.#settle(this.#listeners.receive(run, context), key)
+      const settled = this.#settle(this.#listeners.receive(run, context), key, owner)
       if (settled !== undefined) {
         this.#track(settled.catch((error: unknown) => {
           context.log.error({ err: error }, 'run webhook listeners failed after the delivery was acknowledged')
@@ -86,7 +97,7 @@ export class Deliveries {
       return reply
     }
 
-    const settled = this.#settle(this.#listeners.receive(run, context), key)
+    const settled = this.#settle(this.#listeners.receive(run, context), key, owner)
     if (settled !== undefined) {
       this.#track(settled)
       await this.#withinTimeout(settled, context, reply)
@@ -99,11 +110,12 @@ export class Deliveries {
     while (this.#running.size > 0) await Promise.allSettled(this.#running)
   }
 
-  async #reserve (key: string, request: FastifyRequest) {
+  async #reserve (key: string, owner: string, request: FastifyRequest, reply: FastifyReply) {
     try {
-      return await this.#store!.reserve(key, this.#options.dedupe!.leaseMs)
+      return await this.#store!.reserve(key, this.#options.dedupe!.leaseMs, owner)
     } catch (error) {
       request.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS))
       throw new DedupeStoreError({ cause: error })
     }
   }
@@ -113,11 +125,11 @@ export class Deliveries {
    * through `undefined` (every listener returned synchronously and
    * succeeded) so that the common path stays synchronous.
    */
-  #settle (outcome: Promise<void> | undefined, key: string | undefined): Promise<void> | undefined {
+  #settle (outcome: Promise<void> | undefined, key: string | undefined, owner: string): Promise<void> | undefined {
     if (key === undefined) return outcome
     if (outcome === undefined) return this.#complete(key)
     return outcome.then(() => this.#complete(key), async (error: unknown) => {
-      await this.#release(key)
+      await this.#release(key, owner)
       throw error
     })
   }
@@ -131,9 +143,9 @@ export class Deliveries {
     }
   }
 
-  async #release (key: string): Promise<void> {
+  async #release (key: string, owner: string): Promise<void> {
     try {
-      await this.#store!.release(key)
+      await this.#store!.release(key, owner)
     } catch (error) {
       // The lease expires by itself; a retry after it runs the listeners again.
       this.#storeFailed(error, key, 'release')
@@ -159,6 +171,10 @@ export class Deliveries {
       const result = await Promise.race([settled, timedOut])
       if (result === 'timeout') {
         context.log.error({ timeoutMs: this.#options.listenerTimeoutMs }, 'run webhook listeners did not settle in time; they go on, and the sender is asked to retry')
+        // Nothing awaits them any more: a later failure would go unseen.
+        settled.catch((error: unknown) => {
+          context.log.error({ err: error }, 'run webhook listeners failed after the delivery timed out')
+        })
         reply.header('retry-after', String(RETRY_AFTER_SECONDS))
         throw new ListenerTimeoutError()
       }

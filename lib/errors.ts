@@ -25,6 +25,11 @@ export const InvalidRunError = createError<[string]>(
   'Invalid run webhook: %s',
   400
 )
+export const UnsupportedEncodingError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_ENCODING',
+  'Compressed request bodies are not supported: send the run webhook without Content-Encoding',
+  415
+)
 export const StaleDeliveryError = createError(
   'FST_LANGGRAPH_WEBHOOKS_STALE_DELIVERY',
   'Run webhook outside the accepted time window (webhook_sent_at)',

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Deliveries } from './delivery.js'
-import { InvalidRunError, UnauthorizedError } from './errors.js'
+import { InvalidRunError, UnauthorizedError, UnsupportedEncodingError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
 import { RunWebhookSchema, type RunWebhook } from './schemas.js'
@@ -9,6 +9,7 @@ import { createTokenVerifier, isAuthorized } from './token.js'
 import type { RunValidator } from './validation.js'
 
 const CONTENT_TYPES = ['application/json', 'text/plain']
+const IDENTITY = /^\s*(?:identity)?\s*$/i
 
 /**
  * Registers the webhook route in an encapsulated child context: its
@@ -31,6 +32,16 @@ export function registerRoute (
     route.addContentTypeParser(CONTENT_TYPES, { parseAs: 'string' }, route.getDefaultJsonParser('error', 'error'))
     route.setErrorHandler(handleError)
 
+    // Node keeps a keep-alive connection open once its reply is sent, even
+    // after app.close() began: close() would wait for the sender's idle
+    // timeout (70 s with Node's fetch). Replies sent while closing ask the
+    // sender to hang up instead.
+    let closing = false
+    route.addHook('preClose', (done) => {
+      closing = true
+      done()
+    })
+
     route.route({
       method: 'POST',
       url: options.path,
@@ -43,11 +54,22 @@ export function registerRoute (
       },
       // Decided before the body is read: an unauthenticated body is never parsed.
       onRequest (request, reply, done) {
-        if (isAuthorized(request, verify, sources)) done()
-        else done(new UnauthorizedError())
+        if (!isAuthorized(request, verify, sources)) return done(new UnauthorizedError())
+        // Fastify does not decode bodies: a compressed one would be parsed as
+        // if it were plain text (RFC 7694: 415 with Accept-Encoding).
+        const encoding = request.headers['content-encoding']
+        if (encoding !== undefined && !IDENTITY.test(encoding)) {
+          reply.header('accept-encoding', 'identity')
+          return done(new UnsupportedEncodingError())
+        }
+        done()
       },
       handler (request: FastifyRequest, reply: FastifyReply) {
         return deliveries.handle(request.body as RunWebhook<unknown>, request, reply)
+      },
+      onSend (request, reply, payload, done) {
+        if (closing) reply.header('connection', 'close')
+        done(null, payload)
       }
     })
   })

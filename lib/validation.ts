@@ -22,8 +22,13 @@ export function createRunValidator (valuesSchema?: TSchema): RunValidator {
   return function validateRun (body) {
     if (!check.Check(body)) return new InvalidRunError(describe(check, body, ''))
     const values = (body as RunWebhook<unknown>).values
-    if (valuesCheck !== undefined && values != null && !valuesCheck.Check(values)) {
-      return new InvalidRunError(describe(valuesCheck, values, 'values'))
+    if (valuesCheck === undefined || values == null) return undefined
+    try {
+      if (!valuesCheck.Check(values)) return new InvalidRunError(describe(valuesCheck, values, 'values'))
+    } catch {
+      // A recursive valuesSchema recurses as deep as the body: a body nested
+      // deep enough overflows the stack (RangeError), which is the sender's fault.
+      return new InvalidRunError('values are nested too deeply to validate')
     }
     return undefined
   }

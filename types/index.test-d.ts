@@ -72,9 +72,18 @@ expectAssignable<RunWebhookOf<'success'>>({ ...buildRunWebhook(), status: 'succe
 expectType<(candidate: unknown) => boolean>(createTokenVerifier(['a', 'b']))
 expectType<Promise<import('fastify').LightMyRequestResponse>>(deliverRun(app, buildRunWebhook(), { token: 'x' }))
 
+// A store of your own: methods may be synchronous or async.
+const held = new Map<string, 'lease' | 'done'>()
 const store: DedupeStore = {
-  reserve: async () => 'reserved',
-  complete: () => {},
-  release: async () => {}
+  async reserve (key, leaseMs, owner) {
+    expectType<number>(leaseMs)
+    expectType<string | undefined>(owner)
+    const state = held.get(key)
+    if (state === undefined) held.set(key, 'lease')
+    return state === undefined ? 'reserved' : state === 'done' ? 'done' : 'in-flight'
+  },
+  complete (key) { held.set(key, 'done') },
+  async release (key) { held.delete(key) }
 }
+expectError<DedupeStore>({ reserve: () => 'maybe', complete () {}, release () {} })
 await app.register(langgraphWebhooks, { token: 'x', dedupe: { store, ttlMs: 1000 } })

@@ -13,10 +13,19 @@ export type ReserveResult = 'reserved' | 'done' | 'in-flight'
  * sender retries (listeners never run unguarded).
  */
 export interface DedupeStore {
-  /** Atomically reserve `key` for `leaseMs` (a crashed holder's lease expires). */
-  reserve(key: string, leaseMs: number): ReserveResult | Promise<ReserveResult>
+  /**
+   * Atomically reserve `key` for `leaseMs` (a crashed holder's lease expires).
+   * `owner` is unique to this delivery: the plugin passes the same one to
+   * `release`, so that a holder whose lease expired cannot drop a newer
+   * holder's reservation. Optional: a store may ignore it.
+   */
+  reserve(key: string, leaseMs: number, owner?: string): ReserveResult | Promise<ReserveResult>
   /** Mark `key` handled for `ttlMs`: duplicates within it are acknowledged without running listeners. */
   complete(key: string, ttlMs: number): void | Promise<void>
-  /** Drop the reservation of a delivery whose listeners failed, so that a retry runs them again. */
-  release(key: string): void | Promise<void>
+  /**
+   * Drop the reservation of a delivery whose listeners failed, so that a
+   * retry runs them again. Must not drop a `done` mark, nor a reservation
+   * held by another `owner`.
+   */
+  release(key: string, owner?: string): void | Promise<void>
 }

@@ -1,0 +1,136 @@
+import { createHash, randomBytes } from 'node:crypto'
+import createError from '@fastify/error'
+import type { Redis } from 'ioredis'
+import type { DedupeStore, ReserveResult } from './store.js'
+
+export interface RedisDedupeStoreOptions {
+  /** Prepended to every key (`<prefix><run_id>:<status>`). Default `langgraph-webhooks:`. */
+  prefix?: string
+  /**
+   * The longest a store operation may take before it fails (the delivery is
+   * then answered 503 and the sender retries). Default 1000 ms.
+   */
+  timeoutMs?: number
+}
+
+/** A Redis dedupe operation failed fast: Redis unreachable, too slow, or it answered an error. */
+export const RedisDedupeStoreError = createError<[string]>(
+  'FST_LANGGRAPH_WEBHOOKS_REDIS_DEDUPE',
+  'Redis dedupe store: %s'
+)
+
+export const DEFAULT_REDIS_PREFIX = 'langgraph-webhooks:'
+export const DEFAULT_REDIS_TIMEOUT_MS = 1000
+
+const DONE = 'done'
+const LEASE = 'lease:'
+
+interface Script {
+  readonly body: string
+  readonly sha: string
+}
+
+function script (body: string): Script {
+  return { body, sha: createHash('sha1').update(body).digest('hex') }
+}
+
+// KEYS[1] key, ARGV[1] lease value, ARGV[2] lease in ms. Atomic: one round-trip
+// takes the key or says who has it.
+const RESERVE = script(`if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'reserved' end
+if redis.call('GET', KEYS[1]) == '${DONE}' then return 'done' end
+return 'in-flight'`)
+
+// KEYS[1] key, ARGV[1] lease value: deletes the key only while it still holds
+// this very lease, so a release never erases a 'done' mark nor a newer
+// holder's lease (one taken after this holder's lease expired).
+const RELEASE = script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+/** Statuses in which ioredis would only queue a command: fail at once instead. */
+const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
+
+function noop (): void {}
+
+/**
+ * A dedupe store in Redis, shared by every instance behind a load balancer.
+ *
+ * - `reserve`: one Lua script (EVALSHA): `SET key lease:<owner> NX PX leaseMs`,
+ *   else `GET` tells `done` from `in-flight`. A lease expires by itself, so a
+ *   crashed instance's reservation does not block the run for longer than `leaseMs`.
+ * - `complete`: `SET key done PX ttlMs`.
+ * - `release`: a Lua script deleting the key only if it still holds the
+ *   caller's lease.
+ *
+ * When Redis is unreachable the store fails fast (the delivery is answered
+ * 503 so the sender retries; listeners never run unguarded): `reserve`
+ * throws at once while the client is reconnecting, and every operation fails
+ * after `timeoutMs`. A reservation that times out may still reach Redis
+ * later (ioredis resends queued commands on reconnect): the store queues an
+ * owner-checked release right behind it, on the same connection, to undo it.
+ *
+ * `client` is an ioredis client (`new Redis(url)`); the store does not own
+ * it: quit it yourself on shutdown.
+ */
+export function createRedisDedupeStore (client: Redis, options: RedisDedupeStoreOptions = {}): DedupeStore {
+  if (client === null || typeof client !== 'object' || typeof client.evalsha !== 'function') {
+    throw new TypeError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
+  }
+  const { prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options
+  if (typeof prefix !== 'string') throw new TypeError('createRedisDedupeStore: prefix must be a string')
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new TypeError(`createRedisDedupeStore: timeoutMs must be a positive integer, got ${String(timeoutMs)}`)
+  }
+  // The owner of reservations made without one (callers of the store's own API).
+  const anonymous = randomBytes(9).toString('base64url')
+
+  async function run (s: Script, key: string, ...args: Array<string | number>): Promise<unknown> {
+    try {
+      return await client.evalsha(s.sha, 1, key, ...args)
+    } catch (error) {
+      // Scripts are not persisted: after a restart (or SCRIPT FLUSH) send the body once.
+      if (!/NOSCRIPT/.test(String(error))) throw error
+      return await client.eval(s.body, 1, key, ...args)
+    }
+  }
+
+  function bounded<T> (operation: Promise<T>, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new RedisDedupeStoreError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
+      }, timeoutMs)
+      operation.then((value) => {
+        clearTimeout(timer)
+        resolve(value)
+      }, (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+    })
+  }
+
+  return {
+    async reserve (key: string, leaseMs: number, owner: string = anonymous): Promise<ReserveResult> {
+      if (DISCONNECTED.has(client.status)) {
+        throw new RedisDedupeStoreError(`Redis is unreachable (client ${client.status})`)
+      }
+      const redisKey = prefix + key
+      const lease = LEASE + owner
+      try {
+        return await bounded(run(RESERVE, redisKey, lease, leaseMs), 'reserve') as ReserveResult
+      } catch (error) {
+        // The reservation may still be applied later (a queued or resent
+        // command): undo it, in order, behind it on the same connection.
+        run(RELEASE, redisKey, lease).catch(noop)
+        throw error
+      }
+    },
+
+    async complete (key: string, ttlMs: number): Promise<void> {
+      await bounded(client.set(prefix + key, DONE, 'PX', ttlMs), 'complete')
+    },
+
+    async release (key: string, owner: string = anonymous): Promise<void> {
+      await bounded(run(RELEASE, prefix + key, LEASE + owner), 'release')
+    }
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * A real `redis-server` for the Redis dedupe tests: spawned on a free
+ * loopback port, without persistence, and stoppable/restartable on the same
+ * port (to test "Redis stopped mid-test"). The tests never mock Redis.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { connect, createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export interface RedisServer {
+  readonly port: number
+  /** `redis://127.0.0.1:<port>` */
+  readonly url: string
+  /** Stops the server (SIGTERM) and waits for it to exit. */
+  stop(): Promise<void>
+  /** Starts it again on the same port (empty: nothing is persisted). */
+  start(): Promise<void>
+}
+
+const INSTALL_HINT = 'redis-server is not installed (or not on PATH); the Redis dedupe tests need a real one: apt-get install redis-server (macOS: brew install redis)'
+
+function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+function ping (port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    let reply = ''
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(500, () => done(false))
+    socket.once('error', () => done(false))
+    socket.once('connect', () => socket.write('PING\r\n'))
+    socket.on('data', (chunk) => {
+      reply += chunk.toString()
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
+    })
+  })
+}
+
+/** Spawns `redis-server` on a free 127.0.0.1 port and waits until it answers PING. */
+export async function startRedisServer (): Promise<RedisServer> {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  if (probe.error !== undefined) throw new Error(`${INSTALL_HINT} (${probe.error.message})`)
+
+  const port = await freePort()
+  let child: ChildProcess | undefined
+  let output = ''
+  const killOnExit = () => child?.kill('SIGKILL')
+  process.once('exit', killOnExit)
+
+  async function start (): Promise<void> {
+    output = ''
+    const spawned = spawn('redis-server', [
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'
+    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = spawned
+    spawned.stdout.on('data', (chunk) => { output += chunk })
+    spawned.stderr.on('data', (chunk) => { output += chunk })
+    let exited = false
+    spawned.once('exit', () => { exited = true })
+    const deadline = Date.now() + 10_000
+    while (!(await ping(port))) {
+      if (exited || Date.now() > deadline) {
+        spawned.kill('SIGKILL')
+        throw new Error(`redis-server did not start on 127.0.0.1:${port}:\n${output}`)
+      }
+      await sleep(20)
+    }
+  }
+
+  async function stop (): Promise<void> {
+    const running = child
+    child = undefined
+    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
+    const exited = new Promise((resolve) => running.once('exit', resolve))
+    running.kill('SIGTERM')
+    await exited
+  }
+
+  await start()
+  return { port, url: `redis://127.0.0.1:${port}`, start, stop }
+}
