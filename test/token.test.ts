@@ -90,8 +90,10 @@ test('tokenSources restricts where the token is taken from', async (t) => {
 
 test('array- and object-valued query tokens get the same 401', async (t) => {
   const { app } = await buildApp({}, {
-    // A host application may parse query strings into nested objects.
-    querystringParser: (query) => query === 'shape=object' ? { token: { value: TOKEN } } : { token: [TOKEN] }
+    routerOptions: {
+      // A host application may parse query strings into nested objects.
+      querystringParser: (query: string) => query === 'shape=object' ? { token: { value: TOKEN } } : { token: [TOKEN] }
+    }
   })
   t.equal((await send(app, { query: '?shape=object' })).statusCode, 401)
   t.equal((await send(app, { query: '?shape=array' })).statusCode, 401)
