@@ -1,9 +1,9 @@
-import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import plugin, { createMemoryDedupeStore, RETRY_AFTER_SECONDS, type DedupeStore, type LanggraphWebhooksOptions } from '../lib/index.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
+import { logSink } from './helpers/log.js'
 
 const token = 'x'.repeat(32)
 
@@ -17,18 +17,6 @@ function deferred (): Deferred {
   const result = {} as Deferred
   result.promise = new Promise<void>((resolve, reject) => Object.assign(result, { resolve, reject }))
   return result
-}
-
-/** Collects the JSON log lines of an app. */
-function logSink () {
-  const lines: Array<Record<string, any>> = []
-  const stream = new Writable({
-    write (chunk, _encoding, callback) {
-      for (const line of String(chunk).split('\n')) if (line !== '') lines.push(JSON.parse(line))
-      callback()
-    }
-  })
-  return { lines, logger: { level: 'info', stream } }
 }
 
 async function build (t: Test, options: Partial<LanggraphWebhooksOptions>, logger?: object): Promise<FastifyInstance> {

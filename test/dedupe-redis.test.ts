@@ -2,7 +2,6 @@
 // test/helpers/redis-server.ts. Fails, does not skip, without redis-server.
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -13,6 +12,7 @@ import {
 } from '../lib/dedupe/redis.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { startRedisServer } from './helpers/redis-server.js'
+import { logSink } from './helpers/log.js'
 
 const token = 'x'.repeat(32)
 const server = await startRedisServer()
@@ -54,17 +54,6 @@ async function instance (
   })
   test.teardown(() => app.close())
   return { app, client }
-}
-
-function logSink () {
-  const lines: Array<Record<string, any>> = []
-  const stream = new Writable({
-    write (chunk, _encoding, callback) {
-      for (const line of String(chunk).split('\n')) if (line !== '') lines.push(JSON.parse(line))
-      callback()
-    }
-  })
-  return { lines, logger: { level: 'error', stream } }
 }
 
 async function until (condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
@@ -232,7 +221,7 @@ t.test('options are checked', async (t) => {
 t.test('Redis unresponsive: operations time out (503), and a late reservation is undone', async (t) => {
   const shared = prefix()
   let calls = 0
-  const sink = logSink()
+  const sink = logSink('error')
   const { app, client } = await instance(t, { prefix: shared, timeoutMs: 150, onRun: () => { calls++ } }, sink.logger)
   const admin = await connect(t)
   const run = buildRunWebhook()
@@ -267,7 +256,7 @@ t.test('Redis unresponsive: operations time out (503), and a late reservation is
 t.test('Redis stopped mid-test: 503 while it is down, listeners never run, deliveries succeed once it is back', async (t) => {
   const shared = prefix()
   const calls = new Map<string, number>()
-  const sink = logSink()
+  const sink = logSink('error')
   const onRun = async (run: { run_id: string }) => { calls.set(run.run_id, (calls.get(run.run_id) ?? 0) + 1) }
   const a = await instance(t, { prefix: shared, onRun }, sink.logger)
   const b = await instance(t, { prefix: shared, onRun })
