@@ -3,7 +3,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import {
   DedupeStoreError, DeliveryInFlightError, ListenerError, ListenerTimeoutError, StaleDeliveryError
 } from './errors.js'
-import type { DedupeStore } from './dedupe/store.js'
+import type { DedupeStore, ReserveResult } from './dedupe/store.js'
 import type { RunContext, RunListeners } from './listeners.js'
 import type { ResolvedOptions } from './options.js'
 import { redactRun } from './redact.js'
@@ -63,30 +63,45 @@ export class Deliveries {
     this.#log = log
   }
 
-  async handle (run: Run, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  /**
+   * Handles a run. Synchronous where it can be: when every listener returns
+   * without a promise and the dedupe store (if any) answers synchronously,
+   * the reply is sent before this returns `undefined`, and no promise, timer
+   * or microtask is spent on the delivery. Otherwise returns a promise that
+   * settles once the reply is sent. Errors to reply with are thrown (or
+   * rejected) for the route's error handler.
+   */
+  handle (run: Run, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
     const options = this.#options
     if (options.redactToken) redactRun(run)
     if (options.maxAgeMs !== undefined && !(Math.abs(Date.now() - Date.parse(run.webhook_sent_at)) <= options.maxAgeMs)) {
       throw new StaleDeliveryError()
     }
+    if (this.#store === undefined) return this.#deliver(run, request, reply, undefined, '')
 
-    const key = this.#store === undefined ? undefined : `${run.run_id}:${run.status}`
-    let owner = ''
-    if (key !== undefined) {
-      owner = `${OWNER_PREFIX}.${++owners}`
-      const reserved = await this.#reserve(key, owner, request, reply)
-      if (reserved === 'done') {
-        request.log.info({ run_id: run.run_id, status: run.status }, 'duplicate run webhook acknowledged without running listeners')
-        return reply.code(204).send()
-      }
-      if (reserved === 'in-flight') {
-        reply.header('retry-after', String(RETRY_AFTER_SECONDS))
-        throw new DeliveryInFlightError()
-      }
+    const key = `${run.run_id}:${run.status}`
+    const owner = `${OWNER_PREFIX}.${++owners}`
+    const reserved = this.#reserve(key, owner, request, reply)
+    if (typeof reserved === 'string') return this.#reserved(reserved, run, request, reply, key, owner)
+    return reserved.then((result) => this.#reserved(result, run, request, reply, key, owner))
+  }
+
+  #reserved (reserved: ReserveResult, run: Run, request: FastifyRequest, reply: FastifyReply, key: string, owner: string): Promise<void> | undefined {
+    if (reserved === 'done') {
+      request.log.info({ run_id: run.run_id, status: run.status }, 'duplicate run webhook acknowledged without running listeners')
+      reply.code(204).send()
+      return undefined
     }
+    if (reserved === 'in-flight') {
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+      throw new DeliveryInFlightError()
+    }
+    return this.#deliver(run, request, reply, key, owner)
+  }
 
+  #deliver (run: Run, request: FastifyRequest, reply: FastifyReply, key: string | undefined, owner: string): Promise<void> | undefined {
     const context = new ListenerContext(request, run)
-    if (options.ack === 'received') {
+    if (this.#options.ack === 'received') {
       reply.code(202).send()
       const settled = this.#settle(this.#listeners.receive(run, context), key, owner)
       if (settled !== undefined) {
@@ -94,15 +109,18 @@ export class Deliveries {
           context.log.error({ err: error }, 'run webhook listeners failed after the delivery was acknowledged')
         }))
       }
-      return reply
+      return undefined
     }
 
     const settled = this.#settle(this.#listeners.receive(run, context), key, owner)
-    if (settled !== undefined) {
-      this.#track(settled)
-      await this.#withinTimeout(settled, context, reply)
+    if (settled === undefined) {
+      reply.code(204).send()
+      return undefined
     }
-    return reply.code(204).send()
+    this.#track(settled)
+    return this.#withinTimeout(settled, context, reply).then(() => {
+      reply.code(204).send()
+    })
   }
 
   /** Waits for every listener run still going (`ack: 'received'`, or past its timeout). */
@@ -110,14 +128,18 @@ export class Deliveries {
     while (this.#running.size > 0) await Promise.allSettled(this.#running)
   }
 
-  async #reserve (key: string, owner: string, request: FastifyRequest, reply: FastifyReply) {
+  /** The store's answer as it comes: a synchronous store's without a promise. */
+  #reserve (key: string, owner: string, request: FastifyRequest, reply: FastifyReply): ReserveResult | Promise<ReserveResult> {
+    let reserved: ReserveResult | Promise<ReserveResult>
     try {
-      return await this.#store!.reserve(key, this.#options.dedupe!.leaseMs, owner)
+      reserved = this.#store!.reserve(key, this.#options.dedupe!.leaseMs, owner)
     } catch (error) {
-      request.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
-      reply.header('retry-after', String(RETRY_AFTER_SECONDS))
-      throw new DedupeStoreError({ cause: error })
+      throw reserveFailed(error, request, reply)
     }
+    if (typeof reserved === 'string') return reserved
+    return Promise.resolve(reserved).catch((error: unknown) => {
+      throw reserveFailed(error, request, reply)
+    })
   }
 
   /**
@@ -134,13 +156,20 @@ export class Deliveries {
     })
   }
 
-  async #complete (key: string): Promise<void> {
+  /** `undefined` when a synchronous store completed (or failed) at once. */
+  #complete (key: string): Promise<void> | undefined {
+    let completed: void | Promise<void>
     try {
-      await this.#store!.complete(key, this.#options.dedupe!.ttlMs)
+      completed = this.#store!.complete(key, this.#options.dedupe!.ttlMs)
     } catch (error) {
       // The listeners did run: acknowledging beats a retry that runs them twice.
       this.#storeFailed(error, key, 'complete')
+      return undefined
     }
+    if (completed === undefined) return undefined
+    return Promise.resolve(completed).then(noop, (error: unknown) => {
+      this.#storeFailed(error, key, 'complete')
+    })
   }
 
   async #release (key: string, owner: string): Promise<void> {
@@ -186,6 +215,12 @@ export class Deliveries {
       clearTimeout(timer)
     }
   }
+}
+
+function reserveFailed (error: unknown, request: FastifyRequest, reply: FastifyReply): Error {
+  request.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
+  reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+  return new DedupeStoreError({ cause: error })
 }
 
 function noop (): void {}

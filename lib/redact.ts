@@ -3,6 +3,8 @@ import type { FastifyRequest } from 'fastify'
 export const MASK = '[REDACTED]'
 
 function isTokenKey (key: string): boolean {
+  // A key without escapes is its own decoding: skip the decoder.
+  if (!key.includes('%') && !key.includes('+')) return key.length === 5 && key.toLowerCase() === 'token'
   let decoded = key
   try {
     decoded = decodeURIComponent(key.replaceAll('+', ' '))
@@ -20,13 +22,22 @@ export function maskTokenInUrl (url: string): string {
   if (query === -1) return url
   const fragment = url.indexOf('#', query)
   const end = fragment === -1 ? url.length : fragment
-  const params = url.slice(query + 1, end).split('&')
-  for (let i = 0; i < params.length; i++) {
-    const equals = params[i].indexOf('=')
-    const key = equals === -1 ? params[i] : params[i].slice(0, equals)
-    if (isTokenKey(key)) params[i] = `${key}=${MASK}`
+  // One pass over the parameters, copying only when one is masked.
+  let masked = ''
+  let copied = 0
+  for (let start = query + 1; start <= end;) {
+    let next = url.indexOf('&', start)
+    if (next === -1 || next > end) next = end
+    let keyEnd = url.indexOf('=', start)
+    if (keyEnd === -1 || keyEnd > next) keyEnd = next
+    // A key decodes to at most as many characters: "token" needs five.
+    if (keyEnd - start >= 5 && isTokenKey(url.slice(start, keyEnd))) {
+      masked += `${url.slice(copied, keyEnd)}=${MASK}`
+      copied = next
+    }
+    start = next + 1
   }
-  return url.slice(0, query + 1) + params.join('&') + url.slice(end)
+  return copied === 0 ? url : masked + url.slice(copied)
 }
 
 /** Masks the token that LangGraph echoes in `kwargs.webhook`, in place. */

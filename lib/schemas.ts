@@ -28,7 +28,12 @@ const DateTime = Type.String({
   description: 'ISO 8601 date-time, ending in Z or an offset such as +00:00'
 })
 const Id = Type.String({ minLength: 1 })
-const OpenObject = Type.Record(Type.String(), Type.Unknown())
+// Any object, typed as a record. Declared as an object without properties
+// rather than `Type.Record(Type.String(), Type.Unknown())`: both accept the
+// same values, but TypeBox compiles a record into a walk over every key
+// (that cannot fail) and this into one typeof check, several times faster on
+// a real body.
+const OpenObject = Type.Unsafe<Record<string, unknown>>(Type.Object({}))
 
 export const RunConfigSchema = Type.Object({
   configurable: Type.Optional(OpenObject),
