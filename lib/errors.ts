@@ -1,5 +1,8 @@
 import createError from '@fastify/error'
 
+/** Seconds a sender is asked to wait before retrying a 503. */
+export const RETRY_AFTER_SECONDS = 5
+
 // Registration errors: thrown from `register`, never sent to a client.
 export const InvalidOptionError = createError<[string]>(
   'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION',

@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { TSchema } from '@sinclair/typebox'
-import { createMemoryDedupeStore } from './dedupe/memory.js'
-import { Deliveries } from './delivery.js'
+import { createDedupeGuard } from './dedupe/guard.js'
+import { createLocalStep } from './delivery/local.js'
+import { ListenerRunner } from './delivery/runner.js'
 import { AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
@@ -39,10 +40,11 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
 
   const listeners = new RunListeners()
   if (options.onRun !== undefined) listeners.on(options.onRun)
-  const store = options.dedupe === undefined
-    ? undefined
-    : options.dedupe.store ?? createMemoryDedupeStore({ maxKeys: options.dedupe.maxKeys, ttlMs: options.dedupe.ttlMs })
-  const deliveries = new Deliveries(listeners, options, store, fastify.log)
+  const runner = new ListenerRunner(listeners, options.listenerTimeoutMs)
+  fastify.addHook('onClose', () => runner.close())
+
+  // The pipeline: each concern wraps the step after it.
+  const deliver = createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
 
   const decorator: LanggraphWebhooks<any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
@@ -53,9 +55,8 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     }
   }
   fastify.decorate('langgraphWebhooks', decorator)
-  fastify.addHook('onClose', () => deliveries.close())
 
-  registerRoute(fastify, options, createRunValidator(options.valuesSchema), deliveries)
+  registerRoute(fastify, options, createRunValidator(options.valuesSchema), deliver)
 }
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
@@ -72,4 +73,3 @@ export { createMemoryDedupeStore, type MemoryDedupeStoreOptions } from './dedupe
 export type { DedupeStore, ReserveResult } from './dedupe/store.js'
 export type { RunContext, RunListener, OnRun, Unsubscribe } from './listeners.js'
 export type { LanggraphWebhooksOptions, DedupeOptions } from './options.js'
-export { RETRY_AFTER_SECONDS } from './delivery.js'

@@ -3,10 +3,18 @@ import type { RunStatus, RunWebhook, RunWebhookOf } from './schemas.js'
 
 /** What a listener receives besides the run. */
 export interface RunContext {
-  /** The webhook request. Its `url`, `query` and `headers` still hold the token: log `run` or use `log`, not these. */
-  request: FastifyRequest
-  /** The request logger bound with `run_id`, `thread_id` and `status`; safe to log the run with. */
-  log: FastifyBaseLogger
+  /**
+   * The webhook request, when the listener runs while it is answered; absent
+   * for a reconciled run and in a queue worker. Its `url`, `query` and
+   * `headers` still hold the token: log `run` or use `log`, not these.
+   */
+  readonly request?: FastifyRequest
+  /** A logger bound with `run_id`, `thread_id` and `status` (and `attempt` in a queue worker); safe to log the run with. */
+  readonly log: FastifyBaseLogger
+  /** Which attempt this is, from 1: a queued run is retried after a failure; 1 otherwise. */
+  readonly attempt: number
+  /** `true` when the run was fetched from the LangGraph server because its webhook never came. */
+  readonly reconciled: boolean
 }
 
 export type RunListener<R = RunWebhook> = (run: R, context: RunContext) => unknown
@@ -71,38 +79,14 @@ export class RunListeners {
   /**
    * Runs every listener matching `run.status` concurrently and settles when
    * all have settled. Failures are gathered into one `AggregateError`.
-   * Returns `undefined` when every listener returned synchronously without
-   * throwing, so that the common path needs no promise.
    */
-  receive (run: RunWebhook<unknown>, context: RunContext): Promise<void> | undefined {
+  async receive (run: RunWebhook<unknown>, context: RunContext): Promise<void> {
     const byStatus = this.#byStatus.get(run.status)
     const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]
-    let pending: Promise<unknown>[] | undefined
-    let errors: unknown[] | undefined
-    for (const listener of listeners) {
-      try {
-        const result = listener(run, context)
-        if (isThenable(result)) (pending ??= []).push(Promise.resolve(result))
-      } catch (error) {
-        (errors ??= []).push(error)
-      }
-    }
-    if (pending === undefined) {
-      if (errors !== undefined) return Promise.reject(listenerFailure(errors, run))
-      return undefined
-    }
-    return Promise.allSettled(pending).then((results) => {
-      for (const result of results) {
-        if (result.status === 'rejected') (errors ??= []).push(result.reason)
-      }
-      if (errors !== undefined) throw listenerFailure(errors, run)
-    })
+    const results = await Promise.allSettled(listeners.map(async (listener) => await listener(run, context)))
+    const errors = results.filter((result) => result.status === 'rejected').map((result) => result.reason)
+    if (errors.length > 0) throw listenerFailure(errors, run)
   }
-}
-
-function isThenable (value: unknown): value is PromiseLike<unknown> {
-  return value !== null && (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as PromiseLike<unknown>).then === 'function'
 }
 
 function listenerFailure (errors: unknown[], run: RunWebhook<unknown>): AggregateError {

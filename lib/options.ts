@@ -1,4 +1,5 @@
 import type { TSchema } from '@sinclair/typebox'
+import { createMemoryDedupeStore } from './dedupe/memory.js'
 import type { DedupeStore } from './dedupe/store.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
@@ -46,10 +47,10 @@ export interface LanggraphWebhooksOptions<ValuesSchema extends TSchema | undefin
 }
 
 export interface ResolvedDedupe {
-  store: DedupeStore | undefined
+  /** The given store, or an in-memory one. */
+  store: DedupeStore
   ttlMs: number
   leaseMs: number
-  maxKeys: number
 }
 
 export interface ResolvedOptions {
@@ -151,10 +152,11 @@ function resolveDedupe (dedupe: unknown): ResolvedDedupe | undefined {
   if (store !== undefined && (store === null || typeof store.reserve !== 'function' || typeof store.complete !== 'function' || typeof store.release !== 'function')) {
     fail('dedupe.store must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis')
   }
+  const ttlMs = positiveInteger(given.ttlMs, 'dedupe.ttlMs', 60 * 60 * 1000)
+  const maxKeys = positiveInteger(given.maxKeys, 'dedupe.maxKeys', 10_000)
   return {
-    store: store as DedupeStore | undefined,
-    ttlMs: positiveInteger(given.ttlMs, 'dedupe.ttlMs', 60 * 60 * 1000),
-    leaseMs: positiveInteger(given.leaseMs, 'dedupe.leaseMs', 60_000),
-    maxKeys: positiveInteger(given.maxKeys, 'dedupe.maxKeys', 10_000)
+    store: store as DedupeStore | undefined ?? createMemoryDedupeStore({ maxKeys, ttlMs }),
+    ttlMs,
+    leaseMs: positiveInteger(given.leaseMs, 'dedupe.leaseMs', 60_000)
   }
 }

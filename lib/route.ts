@@ -1,7 +1,9 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Deliveries } from './delivery.js'
-import { InvalidRunError, UnauthorizedError, UnsupportedEncodingError } from './errors.js'
+import { RunDelivery } from './delivery/delivery.js'
+import { prepareRun } from './delivery/prepare.js'
+import { statusCodeOf, type DeliveryStep } from './delivery/step.js'
+import { InvalidRunError, RETRY_AFTER_SECONDS, UnauthorizedError, UnsupportedEncodingError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
 import { RunWebhookSchema, type RunWebhook } from './schemas.js'
@@ -20,7 +22,7 @@ export function registerRoute (
   fastify: FastifyInstance,
   options: ResolvedOptions,
   validate: RunValidator,
-  deliveries: Deliveries
+  deliver: DeliveryStep
 ): void {
   const verify = createTokenVerifier(options.tokens)
   const sources = options.tokenSources
@@ -64,8 +66,11 @@ export function registerRoute (
         }
         done()
       },
-      handler (request: FastifyRequest, reply: FastifyReply) {
-        return deliveries.handle(request.body as RunWebhook<unknown>, request, reply)
+      async handler (request: FastifyRequest, reply: FastifyReply) {
+        const run = request.body as RunWebhook<unknown>
+        prepareRun(run, options)
+        const outcome = await deliver(new RunDelivery(run, request.log, request))
+        return reply.code(statusCodeOf(outcome)).send()
       },
       onSend (request, reply, payload, done) {
         if (closing) reply.header('connection', 'close')
@@ -85,6 +90,8 @@ function handleError (error: FastifyError, request: FastifyRequest, reply: Fasti
   const ours = typeof error.code === 'string' && (error.code.startsWith('FST_LANGGRAPH_WEBHOOKS_') || error.code.startsWith('FST_ERR_CTP_'))
   if (statusCode >= 500 && !ours) request.log.error({ err: error }, 'run webhook failed')
   else request.log.info({ code: error.code, statusCode }, error.message)
+  // Every 503 is worth retrying: the sender is told when.
+  if (statusCode === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
   reply.code(statusCode).send({
     statusCode,
     code: ours ? error.code : undefined,

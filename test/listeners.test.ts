@@ -47,23 +47,24 @@ test('receive() runs matching listeners concurrently and gathers failures into o
   const run = buildRunWebhook({ status: 'error', error: 'x' })
   const outcome = listeners.receive(run, context)
   t.ok(outcome instanceof Promise)
-  const error = await outcome!.then(() => undefined, (e: unknown) => e) as AggregateError
+  const error = await outcome.then(() => undefined, (e: unknown) => e) as AggregateError
   t.ok(error instanceof AggregateError)
   t.equal(error.message, `2 listeners failed for run ${run.run_id} (error)`)
   t.same(error.errors.map((e: Error) => e.message).sort(), ['rejected', 'thrown'])
   t.same(events, ['slow start', 'fast', 'slow end'], 'the slow listener did not hold the others back, and was awaited')
 })
 
-test('receive() stays synchronous when every listener returned synchronously', async (t) => {
+test('receive() calls every listener before it returns, and rejects for a synchronous throw', async (t) => {
   const listeners = new RunListeners()
-  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'no listeners')
+  await listeners.receive(buildRunWebhook(), context)
   let calls = 0
   listeners.on(() => { calls++ })
   listeners.on('success', () => 'a value')
-  t.equal(listeners.receive(buildRunWebhook(), context), undefined)
-  t.equal(calls, 1)
+  const outcome = listeners.receive(buildRunWebhook(), context)
+  t.equal(calls, 1, 'a synchronous listener ran before receive() returned')
+  await outcome
   listeners.on(() => { throw new Error('sync') })
-  await t.rejects(listeners.receive(buildRunWebhook(), context)!, { message: /1 listener failed for run/ })
+  await t.rejects(listeners.receive(buildRunWebhook(), context), { message: /1 listener failed for run/ })
 })
 
 test('receive() awaits thenables that are not native promises', async (t) => {

@@ -62,7 +62,9 @@ test('defaults', async (t) => {
   t.equal(options.dedupe, undefined, 'dedupe is off by default')
   t.equal(options.maxAgeMs, undefined, 'the replay window is off by default')
   t.equal(options.listenerTimeoutMs, 25_000)
-  t.same(resolveOptions({ token: TOKEN, dedupe: true }).dedupe, { store: undefined, ttlMs: 3_600_000, leaseMs: 60_000, maxKeys: 10_000 })
+  const dedupe = resolveOptions({ token: TOKEN, dedupe: true }).dedupe!
+  t.same({ ttlMs: dedupe.ttlMs, leaseMs: dedupe.leaseMs }, { ttlMs: 3_600_000, leaseMs: 60_000 })
+  t.equal(typeof dedupe.store.reserve, 'function', 'an in-memory store when none is given')
   t.equal(resolveOptions({ token: TOKEN, dedupe: false }).dedupe, undefined)
 })
 

@@ -220,10 +220,12 @@ test('unknown properties are kept', async (t) => {
   t.equal(run.kwargs.extra, 1)
 })
 
-test('the listener gets the request and a logger bound with run_id, thread_id and status', async (t) => {
+test('the listener gets the request, a logger bound with run_id, thread_id and status, attempt 1, and reconciled false', async (t) => {
   const { app, lines } = await buildApp()
-  app.langgraphWebhooks.onRun((run, { request, log }) => {
-    t.equal(request.method, 'POST')
+  app.langgraphWebhooks.onRun((run, { request, log, attempt, reconciled }) => {
+    t.equal(request?.method, 'POST')
+    t.equal(attempt, 1, 'the first attempt: a webhook is handled once per delivery')
+    t.equal(reconciled, false, 'received as a webhook')
     log.info({ run }, 'got it')
   })
   const run = buildRunWebhook({ status: 'interrupted' })

@@ -236,7 +236,7 @@ async function receiver (options: Partial<LanggraphWebhooksOptions>) {
   const calls: Call[] = []
   let mode: ListenerMode = 'ok'
   app.langgraphWebhooks.onRun((run, { request }) => {
-    calls.push({ run, request, credentialsValid: requestCredentialsValid(request), validRun: runCheck.Check(run) })
+    calls.push({ run, request: request!, credentialsValid: requestCredentialsValid(request!), validRun: runCheck.Check(run) })
     switch (mode) {
       case 'ok': return
       case 'async ok': return new Promise((resolve) => setImmediate(resolve))

@@ -52,7 +52,7 @@ test('listeners see kwargs.webhook with the token masked (redactToken, on by def
   const { app } = await buildApp()
   let seen: any
   app.langgraphWebhooks.onRun((run, { request }) => {
-    seen = { run: JSON.stringify(run), body: JSON.stringify(request.body), url: request.url }
+    seen = { run: JSON.stringify(run), body: JSON.stringify(request!.body), url: request!.url }
   })
   await deliverRun(app, jsServerBody(), { token: TOKEN })
   t.notMatch(seen.run, TOKEN)

@@ -28,7 +28,7 @@ test('deliverRun sends the payload as the JS server does', async (t) => {
   const { app } = await buildApp({ path: '/custom' })
   let seen: { contentType?: string, query?: unknown } = {}
   app.langgraphWebhooks.onRun((run, { request }) => {
-    seen = { contentType: request.headers['content-type'], query: request.query }
+    seen = { contentType: request!.headers['content-type'], query: request!.query }
   })
   const res = await deliverRun(app, buildRunWebhook(), { token: TOKEN, path: '/custom' })
   t.equal(res.statusCode, 204)

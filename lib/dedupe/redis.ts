@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import createError from '@fastify/error'
 import type { Redis } from 'ioredis'
 import type { DedupeStore, ReserveResult } from './store.js'
@@ -25,26 +25,23 @@ export const DEFAULT_REDIS_TIMEOUT_MS = 1000
 const DONE = 'done'
 const LEASE = 'lease:'
 
-interface Script {
-  readonly body: string
-  readonly sha: string
-}
-
-function script (body: string): Script {
-  return { body, sha: createHash('sha1').update(body).digest('hex') }
-}
-
 // KEYS[1] key, ARGV[1] lease value, ARGV[2] lease in ms. Atomic: one round-trip
 // takes the key or says who has it.
-const RESERVE = script(`if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'reserved' end
+const RESERVE = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'reserved' end
 if redis.call('GET', KEYS[1]) == '${DONE}' then return 'done' end
-return 'in-flight'`)
+return 'in-flight'`
 
 // KEYS[1] key, ARGV[1] lease value: deletes the key only while it still holds
 // this very lease, so a release never erases a 'done' mark nor a newer
 // holder's lease (one taken after this holder's lease expired).
-const RELEASE = script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+/** The scripts, declared on the client with `defineCommand` (which handles EVALSHA and a flushed script cache). */
+interface DedupeCommands {
+  langgraphWebhooksReserve(key: string, lease: string, leaseMs: number): Promise<ReserveResult>
+  langgraphWebhooksRelease(key: string, lease: string): Promise<number>
+}
 
 /** Statuses in which ioredis would only queue a command: fail at once instead. */
 const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
@@ -54,7 +51,7 @@ function noop (): void {}
 /**
  * A dedupe store in Redis, shared by every instance behind a load balancer.
  *
- * - `reserve`: one Lua script (EVALSHA): `SET key lease:<owner> NX PX leaseMs`,
+ * - `reserve`: one Lua script: `SET key lease:<owner> NX PX leaseMs`,
  *   else `GET` tells `done` from `in-flight`. A lease expires by itself, so a
  *   crashed instance's reservation does not block the run for longer than `leaseMs`.
  * - `complete`: `SET key done PX ttlMs`.
@@ -72,7 +69,7 @@ function noop (): void {}
  * it: quit it yourself on shutdown.
  */
 export function createRedisDedupeStore (client: Redis, options: RedisDedupeStoreOptions = {}): DedupeStore {
-  if (client === null || typeof client !== 'object' || typeof client.evalsha !== 'function') {
+  if (client === null || typeof client !== 'object' || typeof client.defineCommand !== 'function') {
     throw new TypeError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
   }
   const { prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options
@@ -83,15 +80,9 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
   // The owner of reservations made without one (callers of the store's own API).
   const anonymous = randomBytes(9).toString('base64url')
 
-  async function run (s: Script, key: string, ...args: Array<string | number>): Promise<unknown> {
-    try {
-      return await client.evalsha(s.sha, 1, key, ...args)
-    } catch (error) {
-      // Scripts are not persisted: after a restart (or SCRIPT FLUSH) send the body once.
-      if (!/NOSCRIPT/.test(String(error))) throw error
-      return await client.eval(s.body, 1, key, ...args)
-    }
-  }
+  client.defineCommand('langgraphWebhooksReserve', { numberOfKeys: 1, lua: RESERVE })
+  client.defineCommand('langgraphWebhooksRelease', { numberOfKeys: 1, lua: RELEASE })
+  const scripts = client as unknown as DedupeCommands
 
   function bounded<T> (operation: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -116,11 +107,11 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
       const redisKey = prefix + key
       const lease = LEASE + owner
       try {
-        return await bounded(run(RESERVE, redisKey, lease, leaseMs), 'reserve') as ReserveResult
+        return await bounded(scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs), 'reserve')
       } catch (error) {
         // The reservation may still be applied later (a queued or resent
         // command): undo it, in order, behind it on the same connection.
-        run(RELEASE, redisKey, lease).catch(noop)
+        scripts.langgraphWebhooksRelease(redisKey, lease).catch(noop)
         throw error
       }
     },
@@ -130,7 +121,7 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
     },
 
     async release (key: string, owner: string = anonymous): Promise<void> {
-      await bounded(run(RELEASE, prefix + key, LEASE + owner), 'release')
+      await bounded(scripts.langgraphWebhooksRelease(prefix + key, LEASE + owner), 'release')
     }
   }
 }

@@ -79,17 +79,17 @@ app.addHook('onResponse', async (request, reply) => {
 })
 await app.register(langgraphWebhooks, { token })
 app.langgraphWebhooks.onRun((run, { request, log }) => {
-  const delivery = byRequest.get(request)!
+  const delivery = byRequest.get(request!)!
   delivery.run = structuredClone(run)
   delivery.calls.push('all')
   log.info({ run_id: run.run_id, status: run.status, webhook: run.kwargs.webhook }, 'e2e listener got a run')
 })
 app.langgraphWebhooks.onRun('error', (run, { request }) => {
-  byRequest.get(request)!.calls.push('error')
+  byRequest.get(request!)!.calls.push('error')
 })
 app.langgraphWebhooks.onRun(['success', 'interrupted'], async (run, { request }) => {
   await new Promise((resolve) => setImmediate(resolve)) // an async listener is awaited before the reply
-  byRequest.get(request)!.calls.push('success|interrupted')
+  byRequest.get(request!)!.calls.push('success|interrupted')
 })
 let unsubscribedCalls = 0
 const off = app.langgraphWebhooks.onRun(() => { unsubscribedCalls++ })
