@@ -68,7 +68,7 @@ export function createTokenVerifier (tokens: string | readonly string[]): TokenV
     for (let i = 0; i < forms.length; i++) {
       // Number(), not `? 1 : 0`: a branch on each result made matching the
       // first token and matching the second differ by up to ~20 ns (branch
-      // prediction), which test/perf-token.test.ts measures.
+      // prediction), which test/token-fixed-form.test.ts measures.
       matched |= Number(timingSafeEqual(candidateForm, forms[i]))
     }
     return matched === 1

@@ -1,17 +1,14 @@
 /**
- * The synchronous delivery path (lib/delivery.ts): with listeners that
- * return no promise and a dedupe store that answers synchronously, the reply
- * is sent before the handler returns. These tests pin down that every store
- * behaviour keeps its reply on that path: a synchronous throw from
- * `complete` or `reserve`, and a store mixing synchronous and asynchronous
- * answers.
+ * Dedupe stores may answer synchronously, asynchronously, or mix both, and
+ * may throw synchronously: every such answer keeps its reply (a complete
+ * that throws still acknowledges, a reserve that throws is a 503).
  */
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import langgraphWebhooks, { RETRY_AFTER_SECONDS, type DedupeStore, type LanggraphWebhooksOptions } from '../lib/index.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 
-const TOKEN = 'perf-delivery-token-5d1f3a7c9e2b4d6f8a0c2e4b6d8f0a1c'
+const TOKEN = 'store-answers-token-5d1f3a7c9e2b4d6f8a0c2e4b6d8f0a1c'
 
 async function receiver (t: Test, options: Partial<LanggraphWebhooksOptions>) {
   const lines: string[] = []
