@@ -21,8 +21,7 @@ const DIGEST_HEADER = 0xffff
  * Where every verifier writes its candidate's form (verification is
  * synchronous). One buffer for all: the candidate's side then touches the
  * same memory whichever verifier runs, so that two verifiers (of a long and
- * of a short secret, say) take the same time; buffers of their own, placed
- * differently in memory, differed by up to ~5 ns per call.
+ * of a short secret, say) take the same time (docs/security.md).
  */
 const candidateForm = Buffer.alloc(COMPARED_LENGTH)
 
@@ -66,9 +65,8 @@ export function createTokenVerifier (tokens: string | readonly string[]): TokenV
     fixedForm(candidate, candidateForm)
     let matched = 0
     for (let i = 0; i < forms.length; i++) {
-      // Number(), not `? 1 : 0`: a branch on each result made matching the
-      // first token and matching the second differ by up to ~20 ns (branch
-      // prediction), which test/token-fixed-form.test.ts measures.
+      // Number(), not `? 1 : 0`: a branch on each result would let branch
+      // prediction tell which token matched (test/token-fixed-form.test.ts).
       matched |= Number(timingSafeEqual(candidateForm, forms[i]))
     }
     return matched === 1
