@@ -39,7 +39,7 @@ app.langgraphWebhooks.onRun('error', (run) => {
 })
 app.langgraphWebhooks.onRun(['success', 'interrupted'], (run, { request, log }) => {
   expectType<'success' | 'interrupted'>(run.status)
-  request.url.toString()
+  request?.url.toString()
   log.info('ok')
 })
 app.langgraphWebhooks.onRun(['rollback', 'timeout'], async (run) => {
