@@ -73,6 +73,8 @@ export const DEFAULT_PATH = '/webhooks/langgraph'
 export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 export const DEFAULT_LISTENER_TIMEOUT_MS = 25_000
 export const MIN_TOKEN_LENGTH = 32
+// What an HTTP header carries byte for byte: a bearer token is one header token.
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/
 const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
 const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
@@ -81,13 +83,46 @@ const OPTION_NAMES = [
 // Fastify's own register options arrive along with ours.
 const KNOWN = new Set([...OPTION_NAMES, 'prefix', 'logLevel', 'logSerializers'])
 
-function fail (message: string): never {
+/** Fails the registration with `FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION`. */
+export function fail (message: string): never {
   throw new InvalidOptionError(message)
 }
 
-function positiveInteger (value: unknown, name: string, fallback: number): number {
+/**
+ * How a given value reads in a message. A string is called a string, so that
+ * `'5000'` read from an environment variable is told apart from `5000`.
+ */
+export function describeValue (value: unknown): string {
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'object') return 'an object'
+  return String(value)
+}
+
+/**
+ * A nested option: an object with only the given keys (each optional), or
+ * the registration fails naming the known keys, as unknown top-level
+ * options do. `{ ttl: 5 }` for `{ ttlMs: 5 }` is refused rather than ignored.
+ */
+export function optionObject (value: unknown, name: string, keys: readonly string[]): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    fail(`${name} must be an object { ${keys.join(', ')} }, got ${describeValue(value)}`)
+  }
+  for (const key of Object.keys(value)) {
+    if (!keys.includes(key)) fail(`unknown option "${name}.${key}"; the options of ${name} are: ${keys.join(', ')}`)
+  }
+  return value as Record<string, unknown>
+}
+
+/** A positive integer option, or `fallback` when not given. */
+export function positiveInteger (value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) <= 0) fail(`${name} must be a positive integer (milliseconds or bytes), got ${String(value)}`)
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+    const hint = typeof value === 'string' ? ` (convert it first, e.g. Number(process.env.X))` : ''
+    fail(`${name} must be a positive integer (milliseconds or bytes), got ${describeValue(value)}${hint}`)
+  }
   return value as number
 }
 
@@ -104,6 +139,12 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (tokens === undefined || tokens.length === 0 || !tokens.every(isUsableToken)) {
     fail('token is required: a non-empty string, or an array of them to rotate tokens (generate one with: node -e "console.log(crypto.randomBytes(32).toString(\'hex\'))")')
   }
+  tokens.forEach((candidate, index) => {
+    if (!VISIBLE_ASCII.test(candidate)) {
+      const which = tokens.length === 1 ? 'the token' : `token[${index}]`
+      fail(`${which} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (node -e "console.log(crypto.randomBytes(32).toString('hex'))")`)
+    }
+  })
 
   const path = given.path ?? DEFAULT_PATH
   if (typeof path !== 'string' || !path.startsWith('/') || /[?#\s]/.test(path)) {
@@ -144,10 +185,14 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   }
 }
 
+const DEDUPE_KEYS = ['store', 'ttlMs', 'leaseMs', 'maxKeys']
+
 function resolveDedupe (dedupe: unknown): ResolvedDedupe | undefined {
   if (dedupe === undefined || dedupe === false) return undefined
-  const given = (dedupe === true ? {} : dedupe) as Record<string, unknown>
-  if (given === null || typeof given !== 'object' || Array.isArray(given)) fail('dedupe must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }')
+  if (dedupe !== true && (dedupe === null || typeof dedupe !== 'object' || Array.isArray(dedupe))) {
+    fail(`dedupe must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }, got ${describeValue(dedupe)}`)
+  }
+  const given = dedupe === true ? {} : optionObject(dedupe, 'dedupe', DEDUPE_KEYS)
   const store = given.store as Partial<DedupeStore> | undefined
   if (store !== undefined && (store === null || typeof store.reserve !== 'function' || typeof store.complete !== 'function' || typeof store.release !== 'function')) {
     fail('dedupe.store must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis')

@@ -97,3 +97,60 @@ test('a token shorter than 32 characters gets one warning at registration', asyn
   const { lines: quiet } = await buildApp({ token: TOKEN })
   t.equal(quiet.map((line) => JSON.parse(line)).filter((entry) => entry.level === 40).length, 0)
 })
+
+test('a nested option object is checked as strictly as the top level', async (t) => {
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['misspelt ttlMs', { ttl: 5 }, /unknown option "dedupe\.ttl"; the options of dedupe are: store, ttlMs, leaseMs, maxKeys/],
+    ['misspelt maxKeys', { maxkeys: 5 }, /unknown option "dedupe\.maxkeys"/],
+    ['a string ttlMs', { ttlMs: '5000' }, /dedupe\.ttlMs must be a positive integer \(milliseconds or bytes\), got the string "5000" \(convert it first/]
+  ]
+  for (const [name, dedupe, message] of cases) {
+    await t.rejects(registerWith({ token: TOKEN, dedupe }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message }, name)
+  }
+})
+
+test('a number option given as a string says it got a string', async (t) => {
+  for (const name of ['listenerTimeoutMs', 'bodyLimit', 'maxAgeMs']) {
+    await t.rejects(registerWith({ token: TOKEN, [name]: '5000' }), {
+      code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION',
+      message: new RegExp(`^${name} must be a positive integer \\(milliseconds or bytes\\), got the string "5000" \\(convert it first, e\\.g\\. Number\\(process\\.env\\.X\\)\\)$`)
+    }, name)
+  }
+  await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: -5 }), { message: /got -5$/ }, 'a number is quoted as a number')
+  await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: null }), { message: /got null$/ })
+  await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: [5] }), { message: /got an array$/ })
+  await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: {} }), { message: /got an object$/ })
+  await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: () => 5 }), { message: /got a function$/ })
+})
+
+test('optionObject: the helper nested options are checked with', async (t) => {
+  const { optionObject } = await import('../lib/options.js')
+  t.same(optionObject({ a: 1 }, 'thing', ['a', 'b']), { a: 1 })
+  t.throws(() => optionObject({ c: 1 }, 'thing', ['a', 'b']), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: 'unknown option "thing.c"; the options of thing are: a, b' })
+  t.throws(() => optionObject('x', 'thing', ['a', 'b']), { message: 'thing must be an object { a, b }, got the string "x"' })
+  t.throws(() => optionObject([], 'thing', ['a']), { message: /got an array/ })
+  t.throws(() => optionObject(null, 'thing', ['a']), { message: /got null/ })
+})
+
+test('a token the Authorization header cannot carry is refused at registration', async (t) => {
+  const ascii = 'a'.repeat(40)
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['non-ASCII', 'tökén-0123456789abcdef0123456789abcdef', /^the token holds a character other than visible ASCII \(! to ~, no spaces\): Node reads the Authorization header as latin1/],
+    ['an emoji', `${ascii}🔑`, /the token holds a character other than visible ASCII/],
+    ['an inner space', `${ascii} ${ascii}`, /the token holds a character other than visible ASCII/],
+    ['a leading space', ` ${ascii}`, /the token holds/],
+    ['a tab', `${ascii}\t`, /the token holds/],
+    ['a control character', `${ascii}\u0000`, /the token holds/],
+    ['the second of a list', [ascii, `${ascii}é`], /^token\[1\] holds a character other than visible ASCII/]
+  ]
+  for (const [name, token, message] of cases) {
+    await t.rejects(registerWith({ token }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message }, name)
+  }
+  const err = await registerWith({ token: `${ascii}é` }).catch((error: Error) => error)
+  t.notMatch(String((err as Error).message), ascii, 'the message does not quote the token')
+  // Every visible ASCII character is accepted.
+  const visible = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).join('')
+  const app = await registerWith({ token: visible })
+  const res = await app.inject({ method: 'POST', url: '/webhooks/langgraph', headers: { authorization: `Bearer ${visible}`, 'content-type': 'application/json' }, payload: '{}' })
+  t.equal(res.statusCode, 400, 'a visible-ASCII token verifies as a bearer token (the body is then refused)')
+})
