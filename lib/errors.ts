@@ -33,6 +33,16 @@ export const UnsupportedEncodingError = createError(
   'Compressed request bodies are not supported: send the run webhook without Content-Encoding',
   415
 )
+export const UnsupportedMediaTypeError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_MEDIA_TYPE',
+  'Unsupported content type: send the run webhook as application/json or text/plain (a charset parameter is fine)',
+  415
+)
+export const MethodNotAllowedError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_METHOD_NOT_ALLOWED',
+  'Method not allowed: run webhooks are sent with POST',
+  405
+)
 export const StaleDeliveryError = createError(
   'FST_LANGGRAPH_WEBHOOKS_STALE_DELIVERY',
   'Run webhook outside the accepted time window (webhook_sent_at)',

@@ -15,7 +15,7 @@ import { createRunValidator } from './validation.js'
 export interface LanggraphWebhooks<Values = Record<string, unknown>> {
   /** Subscribes a listener to every run, or to runs of the given status(es); returns the unsubscribe function. */
   onRun: OnRun<Values>
-  /** The route's path. */
+  /** The full path the sender calls: any surrounding register's prefix, the `prefix` option, then `path`. */
   readonly path: string
   /**
    * The same decorator, typed with `run.values` as `Static<typeof schema>`.
@@ -46,17 +46,17 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   // The pipeline: each concern wraps the step after it.
   const deliver = createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
 
+  const route = registerRoute(fastify, options, createRunValidator(options.valuesSchema), deliver)
+
   const decorator: LanggraphWebhooks<any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
-    path: options.path,
+    get path () { return route.path },
     withValues (schema) {
       if (schema !== options.valuesSchema) throw new ValuesSchemaMismatchError()
       return decorator
     }
   }
   fastify.decorate('langgraphWebhooks', decorator)
-
-  registerRoute(fastify, options, createRunValidator(options.valuesSchema), deliver)
 }
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {

@@ -1,3 +1,4 @@
+import type { RegisterOptions } from 'fastify'
 import type { TSchema } from '@sinclair/typebox'
 import { createMemoryDedupeStore } from './dedupe/memory.js'
 import type { DedupeStore } from './dedupe/store.js'
@@ -53,6 +54,9 @@ export interface ResolvedDedupe {
   leaseMs: number
 }
 
+/** Fastify's register options, applied to the route's context. */
+export type RouteContextOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>
+
 export interface ResolvedOptions {
   tokens: string[]
   path: string
@@ -67,6 +71,8 @@ export interface ResolvedOptions {
   listenerTimeoutMs: number
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
+  /** `prefix`, `logLevel` and `logSerializers`, as given. */
+  context: RouteContextOptions
 }
 
 export const DEFAULT_PATH = '/webhooks/langgraph'
@@ -80,8 +86,11 @@ const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
   'dedupe', 'maxAgeMs', 'listenerTimeoutMs'
 ]
-// Fastify's own register options arrive along with ours.
-const KNOWN = new Set([...OPTION_NAMES, 'prefix', 'logLevel', 'logSerializers'])
+// Fastify's own register options arrive along with ours. Under
+// fastify-plugin Fastify ignores them, so the plugin applies them to the
+// route's own context.
+const REGISTER_OPTION_NAMES = ['prefix', 'logLevel', 'logSerializers']
+const KNOWN = new Set([...OPTION_NAMES, ...REGISTER_OPTION_NAMES])
 
 /** Fails the registration with `FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION`. */
 export function fail (message: string): never {
@@ -120,7 +129,7 @@ export function optionObject (value: unknown, name: string, keys: readonly strin
 export function positiveInteger (value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isSafeInteger(value) || (value as number) <= 0) {
-    const hint = typeof value === 'string' ? ` (convert it first, e.g. Number(process.env.X))` : ''
+    const hint = typeof value === 'string' ? ' (convert it first, e.g. Number(process.env.X))' : ''
     fail(`${name} must be a positive integer (milliseconds or bytes), got ${describeValue(value)}${hint}`)
   }
   return value as number
@@ -181,8 +190,32 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     dedupe: resolveDedupe(given.dedupe),
     maxAgeMs: given.maxAgeMs === undefined ? undefined : positiveInteger(given.maxAgeMs, 'maxAgeMs', 0),
     listenerTimeoutMs: positiveInteger(given.listenerTimeoutMs, 'listenerTimeoutMs', DEFAULT_LISTENER_TIMEOUT_MS),
-    shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH)
+    shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH),
+    context: resolveContextOptions(given)
   }
+}
+
+function resolveContextOptions ({ prefix, logLevel, logSerializers }: Record<string, unknown>): RouteContextOptions {
+  const context: RouteContextOptions = {}
+  if (prefix !== undefined) {
+    if (typeof prefix !== 'string' || /[?#\s]/.test(prefix)) fail(`prefix must be a URL path such as "/api", got ${describeValue(prefix)}`)
+    context.prefix = prefix
+  }
+  if (logLevel !== undefined) {
+    if (typeof logLevel !== 'string' || logLevel === '') fail(`logLevel must be a log level such as "warn", got ${describeValue(logLevel)}`)
+    context.logLevel = logLevel as RouteContextOptions['logLevel']
+  }
+  if (logSerializers !== undefined) {
+    if (logSerializers === null || typeof logSerializers !== 'object' || Array.isArray(logSerializers) ||
+      !Object.values(logSerializers).every((serializer) => typeof serializer === 'function')) {
+      fail(`logSerializers must be an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }, got ${describeValue(logSerializers)}`)
+    }
+    if ('req' in logSerializers) {
+      fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })')
+    }
+    context.logSerializers = logSerializers as RouteContextOptions['logSerializers']
+  }
+  return context
 }
 
 const DEDUPE_KEYS = ['store', 'ttlMs', 'leaseMs', 'maxKeys']

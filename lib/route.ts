@@ -3,7 +3,14 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { RunDelivery } from './delivery/delivery.js'
 import { prepareRun } from './delivery/prepare.js'
 import { statusCodeOf, type DeliveryStep } from './delivery/step.js'
-import { InvalidRunError, RETRY_AFTER_SECONDS, UnauthorizedError, UnsupportedEncodingError } from './errors.js'
+import {
+  InvalidRunError,
+  MethodNotAllowedError,
+  RETRY_AFTER_SECONDS,
+  UnauthorizedError,
+  UnsupportedEncodingError,
+  UnsupportedMediaTypeError
+} from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
 import { RunWebhookSchema, type RunWebhook } from './schemas.js'
@@ -12,6 +19,15 @@ import type { RunValidator } from './validation.js'
 
 const CONTENT_TYPES = ['application/json', 'text/plain']
 const IDENTITY = /^\s*(?:identity)?\s*$/i
+// Answered 405 by the plugin rather than by the host's 404 handler, which
+// would log the URL, token included.
+const OTHER_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
+
+/** The registered route. */
+export interface WebhookRoute {
+  /** The full path the sender calls: any surrounding prefix, then `prefix`, then `path`. */
+  readonly path: string
+}
 
 /**
  * Registers the webhook route in an encapsulated child context: its
@@ -23,16 +39,26 @@ export function registerRoute (
   options: ResolvedOptions,
   validate: RunValidator,
   deliver: DeliveryStep
-): void {
+): WebhookRoute {
   const verify = createTokenVerifier(options.tokens)
   const sources = options.tokenSources
+  // Set by the onRoute hook below, as the route's context loads: before any
+  // plugin registered after this one, or `await register()`, can read it.
+  const registered = { path: options.path }
 
   fastify.register(async function langgraphWebhookRoute (route) {
-    // The JS server sends `text/plain;charset=UTF-8`. Both types go through
-    // Fastify's own JSON parser, which refuses prototype poisoning.
-    route.removeContentTypeParser(CONTENT_TYPES)
+    // This context starts with a copy of every parser the host had (a vendor
+    // JSON type parsed with plain JSON.parse, a '*' catch-all): none of them
+    // may reach webhook bodies. The JS server sends `text/plain;charset=UTF-8`;
+    // both types go through Fastify's own JSON parser, which refuses
+    // prototype poisoning.
+    route.removeAllContentTypeParsers()
     route.addContentTypeParser(CONTENT_TYPES, { parseAs: 'string' }, route.getDefaultJsonParser('error', 'error'))
     route.setErrorHandler(handleError)
+    // The path as Fastify registered it, prefixes included.
+    route.addHook('onRoute', (definition) => {
+      if (definition.method === 'POST' && definition.url !== undefined) registered.path = definition.url
+    })
 
     // Node keeps a keep-alive connection open once its reply is sent, even
     // after app.close() began: close() would wait for the sender's idle
@@ -77,7 +103,20 @@ export function registerRoute (
         done(null, payload)
       }
     })
-  })
+
+    route.route({
+      method: OTHER_METHODS,
+      url: options.path,
+      exposeHeadRoute: false,
+      logSerializers: { req: serializeRequest },
+      handler (request, reply) {
+        reply.header('allow', 'POST')
+        throw new MethodNotAllowedError()
+      }
+    })
+  }, options.context)
+
+  return registered
 }
 
 function handleError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
@@ -85,6 +124,8 @@ function handleError (error: FastifyError, request: FastifyRequest, reply: Fasti
     error = new InvalidRunError('body is not valid JSON, or holds a __proto__ or constructor.prototype key')
   } else if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
     error = new InvalidRunError('body is empty')
+  } else if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    error = new UnsupportedMediaTypeError()
   }
   const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   const ours = typeof error.code === 'string' && (error.code.startsWith('FST_LANGGRAPH_WEBHOOKS_') || error.code.startsWith('FST_ERR_CTP_'))

@@ -59,12 +59,16 @@ export function buildRunWebhook<Values = Record<string, unknown>> (
 export interface DeliverRunOptions {
   /** The token to send in `?token=`. */
   token: string
-  /** The route's path. Default `/webhooks/langgraph`. */
+  /**
+   * The route's path. Default: `app.langgraphWebhooks.path` when `app` has
+   * the plugin (prefixes included), else `/webhooks/langgraph`.
+   */
   path?: string
 }
 
 /** Injects a run webhook exactly as the JS server sends it: `text/plain;charset=UTF-8`, token in the query. */
-export function deliverRun (app: FastifyInstance, payload: unknown, { token, path = DEFAULT_PATH }: DeliverRunOptions): Promise<LightMyRequestResponse> {
+export function deliverRun (app: FastifyInstance, payload: unknown, { token, path }: DeliverRunOptions): Promise<LightMyRequestResponse> {
+  path ??= (app as { langgraphWebhooks?: { path: string } }).langgraphWebhooks?.path ?? DEFAULT_PATH
   return app.inject({
     method: 'POST',
     url: path,

@@ -269,12 +269,13 @@ test('content types', async (t) => {
   t.equal(runs.length, accepted.length)
 })
 
-test('methods other than POST and other spellings of the path are the host application\'s 404s', async (t) => {
+test('methods other than POST are 405 with Allow: POST; other spellings of the path are the host application\'s 404s', async (t) => {
   const { app, runs, lines } = await harness(t)
   const body = validText()
   for (const method of ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const) {
     const reply = await app.inject({ method, url: URL, payload: method === 'GET' || method === 'HEAD' ? undefined : body, headers: { 'content-type': 'application/json' } })
-    t.equal(reply.statusCode, 404, `${method}: 404`)
+    t.equal(reply.statusCode, 405, `${method}: 405`)
+    t.equal(reply.headers.allow, 'POST', `${method}: Allow: POST`)
   }
   for (const url of [`${PATH}/?token=${TOKEN}`, `${PATH.toUpperCase()}?token=${TOKEN}`, `/Webhooks/Langgraph?token=${TOKEN}`, `${PATH}//?token=${TOKEN}`, `${PATH}.json?token=${TOKEN}`]) {
     const reply = await app.inject({ method: 'POST', url, payload: body, headers: { 'content-type': 'application/json' } })
