@@ -1,11 +1,11 @@
 // `npm run demo`: the example app receives the webhooks of a real LangGraph server
-// (@langchain/langgraph-api, in this process, with the echo graph of test/e2e/graph.ts).
+// (@langchain/langgraph-api, in this process, with the echo graph of ./graph.ts).
 // Three runs: one succeeds, one fails, one is cancelled while running.
 import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { buildApp } from './app.js'
 import { maskTokenInUrl, type RunWebhook } from '../lib/index.js'
-import { startLangGraphServer, waitUntilRunning, type LangGraphServer } from '../test/e2e/langgraph-server.js'
+import { startLangGraphServer, waitUntilRunning, type LangGraphServer } from './langgraph-server.js'
 
 const TIMEOUT_MS = 20_000
 const token = randomBytes(32).toString('hex')

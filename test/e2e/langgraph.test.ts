@@ -4,8 +4,8 @@ import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyRequest } from 'fastify'
 import langgraphWebhooks from '../../lib/index.js'
-import { startLangGraphServer, waitUntilRunning } from './langgraph-server.js'
-import { FAIL_PREFIX } from './graph.js'
+import { startLangGraphServer, waitUntilRunning } from '../../examples/langgraph-server.js'
+import { FAIL_PREFIX } from '../../examples/graph.js'
 
 const PATH = '/webhooks/langgraph'
 const TIMEOUT_MS = 15_000

@@ -1,4 +1,4 @@
-// A LangGraph StateGraph that needs no LLM, for end-to-end tests and the demo.
+// A LangGraph StateGraph that needs no LLM, for the demo and the end-to-end tests.
 // It is loaded by the real LangGraph server (`graphs: { echo: '<this file>:graph' }`).
 //
 // The last message of the input picks the behaviour:

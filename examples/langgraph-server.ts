@@ -1,5 +1,5 @@
 // Starts the real LangGraph JS server (@langchain/langgraph-api) in this process,
-// with the echo graph of ./graph.ts, for the end-to-end tests and the demo.
+// with the echo graph of ./graph.ts, for the demo and the end-to-end tests (test/e2e/).
 //
 //   const lg = await startLangGraphServer({ nWorkers: 4 })
 //   await lg.client.runs.wait(null, lg.graphId, { input, webhook })
