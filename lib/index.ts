@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import type { TSchema } from '@sinclair/typebox'
 import { createDedupeGuard } from './dedupe/guard.js'
 import { createLocalStep } from './delivery/local.js'
 import { ListenerRunner } from './delivery/runner.js'
@@ -8,8 +7,8 @@ import { AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { registerRoute } from './route.js'
-import type { ValuesOf } from './schemas.js'
 import { createRunValidator } from './validation.js'
+import { checkingValues, createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
 /** The `app.langgraphWebhooks` decorator. */
 export interface LanggraphWebhooks<Values = Record<string, unknown>> {
@@ -18,11 +17,12 @@ export interface LanggraphWebhooks<Values = Record<string, unknown>> {
   /** The full path the sender calls: any surrounding register's prefix, the `prefix` option, then `path`. */
   readonly path: string
   /**
-   * The same decorator, typed with `run.values` as `Static<typeof schema>`.
-   * `schema` must be the `valuesSchema` given at registration, which
-   * validates `run.values` at run time: the types cannot lie.
+   * The same decorator, typed with `run.values` as the schema's output
+   * (`Static<typeof schema>`, `z.output<typeof schema>`, ...). `schema` must
+   * be the `valuesSchema` given at registration, which validates
+   * `run.values` at run time: the types cannot lie.
    */
-  withValues<S extends TSchema>(schema: S): LanggraphWebhooks<ValuesOf<S>>
+  withValues<S extends ValuesSchema>(schema: S): LanggraphWebhooks<ValuesOf<S>>
 }
 
 declare module 'fastify' {
@@ -44,9 +44,10 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   fastify.addHook('onClose', () => runner.close())
 
   // The pipeline: each concern wraps the step after it.
-  const deliver = createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
+  const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
+  const deliver = checkingValues(valuesValidator)(createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack))
 
-  const route = registerRoute(fastify, options, createRunValidator(options.valuesSchema), deliver)
+  const route = registerRoute(fastify, options, createRunValidator(), deliver)
 
   const decorator: LanggraphWebhooks<any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
@@ -73,3 +74,5 @@ export { createMemoryDedupeStore, type MemoryDedupeStoreOptions } from './dedupe
 export type { DedupeStore, ReserveResult } from './dedupe/store.js'
 export type { RunContext, RunListener, OnRun, Unsubscribe } from './listeners.js'
 export type { LanggraphWebhooksOptions, DedupeOptions } from './options.js'
+export { openApiSecuritySchemes, type OpenApiOptions } from './openapi.js'
+export type { StandardSchemaV1, TypeBoxSchema, ValuesSchema } from './values-schema.js'

@@ -1,11 +1,12 @@
 import type { RegisterOptions } from 'fastify'
-import type { TSchema } from '@sinclair/typebox'
 import { createMemoryDedupeStore } from './dedupe/memory.js'
 import type { DedupeStore } from './dedupe/store.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
-import type { RunWebhook, ValuesOf } from './schemas.js'
+import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApi } from './openapi.js'
+import type { RunWebhook } from './schemas.js'
 import { isUsableToken, type TokenSource } from './token.js'
+import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
 export interface DedupeOptions {
   /** Where handled deliveries are remembered. Default: an in-memory store (one instance only). */
@@ -18,7 +19,7 @@ export interface DedupeOptions {
   maxKeys?: number
 }
 
-export interface LanggraphWebhooksOptions<ValuesSchema extends TSchema | undefined = TSchema | undefined> {
+export interface LanggraphWebhooksOptions<Schema extends ValuesSchema | undefined = ValuesSchema | undefined> {
   /** The shared secret; several tokens allow rotation. Required. */
   token: string | readonly string[]
   /** Where the route listens. Default `/webhooks/langgraph`. */
@@ -36,15 +37,21 @@ export interface LanggraphWebhooksOptions<ValuesSchema extends TSchema | undefin
    * (Method syntax: options typed with a `valuesSchema` stay assignable to
    * the plugin's own option type.)
    */
-  onRun?(run: RunWebhook<ValuesOf<ValuesSchema>>, context: RunContext): unknown
-  /** A TypeBox schema that `run.values` must match when present. */
-  valuesSchema?: ValuesSchema
+  onRun?(run: RunWebhook<ValuesOf<Schema>>, context: RunContext): unknown
+  /**
+   * The schema `run.values` must match when present: TypeBox 0.34 or 1.x, or
+   * a Standard Schema validator (Zod, Valibot, ArkType). Listeners get its
+   * output, defaults and transforms applied.
+   */
+  valuesSchema?: Schema
   /** Idempotent delivery keyed by `run_id` + `status`. Default off. */
   dedupe?: boolean | DedupeOptions
   /** Refuse deliveries whose `webhook_sent_at` is further than this from now. Default off. */
   maxAgeMs?: number
   /** How long listeners may take before the delivery is answered 503 (the sender retries). Default 25 000. */
   listenerTimeoutMs?: number
+  /** The route in `@fastify/swagger`'s document: summary, description, tags, or `hide`. */
+  openapi?: OpenApiOptions
 }
 
 export interface ResolvedDedupe {
@@ -65,10 +72,11 @@ export interface ResolvedOptions {
   ack: 'handled' | 'received'
   redactToken: boolean
   onRun: RunListener<any> | undefined
-  valuesSchema: TSchema | undefined
+  valuesSchema: ValuesSchema | undefined
   dedupe: ResolvedDedupe | undefined
   maxAgeMs: number | undefined
   listenerTimeoutMs: number
+  openapi: ResolvedOpenApi
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
   /** `prefix`, `logLevel` and `logSerializers`, as given. */
@@ -84,7 +92,7 @@ const VISIBLE_ASCII = /^[\x21-\x7e]+$/
 const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
 const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
-  'dedupe', 'maxAgeMs', 'listenerTimeoutMs'
+  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi'
 ]
 // Fastify's own register options arrive along with ours. Under
 // fastify-plugin Fastify ignores them, so the plugin applies them to the
@@ -174,8 +182,8 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (given.onRun !== undefined && typeof given.onRun !== 'function') fail('onRun must be a function (run, { request, log }) => unknown')
 
   const valuesSchema = given.valuesSchema
-  if (valuesSchema !== undefined && (valuesSchema === null || typeof valuesSchema !== 'object' || !(Symbol.for('TypeBox.Kind') in valuesSchema))) {
-    fail('valuesSchema must be a TypeBox schema, e.g. Type.Object({ messages: Type.Array(Type.String()) })')
+  if (valuesSchema !== undefined && valuesSchemaKind(valuesSchema) === undefined) {
+    fail(`valuesSchema must be ${ACCEPTED_VALUES_SCHEMAS}, e.g. z.object({ messages: z.array(z.string()) }) or Type.Object({ messages: Type.Array(Type.String()) })`)
   }
 
   return {
@@ -186,10 +194,11 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     ack,
     redactToken,
     onRun: given.onRun as RunListener<any> | undefined,
-    valuesSchema: valuesSchema as TSchema | undefined,
+    valuesSchema: valuesSchema as ValuesSchema | undefined,
     dedupe: resolveDedupe(given.dedupe),
     maxAgeMs: given.maxAgeMs === undefined ? undefined : positiveInteger(given.maxAgeMs, 'maxAgeMs', 0),
     listenerTimeoutMs: positiveInteger(given.listenerTimeoutMs, 'listenerTimeoutMs', DEFAULT_LISTENER_TIMEOUT_MS),
+    openapi: resolveOpenApiOptions(given.openapi),
     shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH),
     context: resolveContextOptions(given)
   }

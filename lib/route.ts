@@ -11,6 +11,7 @@ import {
   UnsupportedEncodingError,
   UnsupportedMediaTypeError
 } from './errors.js'
+import { createSwaggerTransform, hiddenFromSwagger } from './openapi.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
 import { RunWebhookSchema, type RunWebhook } from './schemas.js'
@@ -76,6 +77,8 @@ export function registerRoute (
       bodyLimit: options.bodyLimit,
       logSerializers: { req: serializeRequest },
       schema: { body: RunWebhookSchema },
+      // What @fastify/swagger documents; Fastify itself never reads it.
+      config: { swaggerTransform: createSwaggerTransform(options.openapi, sources) },
       validatorCompiler: () => function validateBody (body: unknown) {
         const error = validate(body)
         return error === undefined ? true : { error }
@@ -108,6 +111,8 @@ export function registerRoute (
       method: OTHER_METHODS,
       url: options.path,
       exposeHeadRoute: false,
+      // Documented as the POST operation's 405, not as operations of its own.
+      config: { swaggerTransform: hiddenFromSwagger },
       logSerializers: { req: serializeRequest },
       handler (request, reply) {
         reply.header('allow', 'POST')

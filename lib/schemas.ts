@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 
 /**
  * Statuses a LangGraph server sends. `rollback` comes from the Python server;
@@ -110,5 +110,4 @@ export type RunWebhook<Values = Record<string, unknown>> =
 export type RunWebhookOf<S extends RunStatus, Values = Record<string, unknown>> =
   RunWebhook<Values> & { status: S }
 
-/** The static type of a `valuesSchema`. */
-export type ValuesOf<T extends TSchema | undefined> = T extends TSchema ? Static<T> : Record<string, unknown>
+export type { ValuesOf } from './values-schema.js'

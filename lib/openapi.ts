@@ -1,0 +1,146 @@
+import { InvalidOptionError } from './errors.js'
+import type { TokenSource } from './token.js'
+
+/** How the route appears in an OpenAPI document made by `@fastify/swagger`. */
+export interface OpenApiOptions {
+  /** Default `Receive a LangGraph run webhook`. */
+  summary?: string
+  /** Default: a paragraph on what the route does and how it authenticates. */
+  description?: string
+  /** Default `['langgraph']`. */
+  tags?: readonly string[]
+  /** Keep the route out of the document. Default false. */
+  hide?: boolean
+}
+
+export interface ResolvedOpenApi {
+  summary: string
+  description: string
+  tags: string[]
+  hide: boolean
+}
+
+/**
+ * The security schemes of the route, for the application to merge into its
+ * document: `openapi: { components: { securitySchemes: { ...openApiSecuritySchemes } } }`.
+ * A plugin cannot add components to the document; the route refers to
+ * these names only when the document defines them.
+ */
+export const openApiSecuritySchemes = {
+  langgraphWebhookToken: {
+    type: 'apiKey',
+    in: 'query',
+    name: 'token',
+    description: 'The webhook token in the URL the LangGraph server calls: `?token=…`'
+  },
+  langgraphWebhookBearer: {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The webhook token as `Authorization: Bearer …`'
+  }
+} as const
+
+const SCHEME_OF: Record<TokenSource, keyof typeof openApiSecuritySchemes> = {
+  query: 'langgraphWebhookToken',
+  bearer: 'langgraphWebhookBearer'
+}
+
+const OPENAPI_KEYS = ['summary', 'description', 'tags', 'hide']
+
+const DEFAULT_DESCRIPTION = 'The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
+  '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
+  'A 5xx or a timeout asks the sender to retry; a 4xx does not.'
+
+function fail (message: string): never {
+  throw new InvalidOptionError(message)
+}
+
+export function resolveOpenApiOptions (given: unknown): ResolvedOpenApi {
+  const openapi = (given === undefined ? {} : given) as Record<string, unknown>
+  if (openapi === null || typeof openapi !== 'object' || Array.isArray(openapi)) fail('openapi must be { summary?, description?, tags?, hide? }')
+  for (const key of Object.keys(openapi)) {
+    if (!OPENAPI_KEYS.includes(key)) fail(`unknown option "openapi.${key}"; the openapi options are: ${OPENAPI_KEYS.join(', ')}`)
+  }
+  const { summary, description, tags, hide } = openapi
+  if (summary !== undefined && typeof summary !== 'string') fail('openapi.summary must be a string')
+  if (description !== undefined && typeof description !== 'string') fail('openapi.description must be a string')
+  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string'))) fail('openapi.tags must be an array of strings')
+  if (hide !== undefined && typeof hide !== 'boolean') fail('openapi.hide must be a boolean')
+  return {
+    summary: summary ?? 'Receive a LangGraph run webhook',
+    description: description ?? DEFAULT_DESCRIPTION,
+    tags: tags === undefined ? ['langgraph'] : [...tags as string[]],
+    hide: hide ?? false
+  }
+}
+
+const ErrorReply = {
+  type: 'object',
+  required: ['statusCode', 'error', 'message'],
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string', description: 'The plugin\'s error code, e.g. FST_LANGGRAPH_WEBHOOKS_INVALID_RUN' },
+    error: { type: 'string' },
+    message: { type: 'string' }
+  }
+}
+
+function errorReply (description: string, headers?: Record<string, unknown>): Record<string, unknown> {
+  return { 'x-response-description': description, ...ErrorReply, ...(headers === undefined ? {} : { headers }) }
+}
+
+/** The replies table of the route, as response schemas. */
+const RESPONSES = {
+  202: { description: 'Accepted: acknowledged before the listeners ran (`ack: \'received\'`), or stored in the queue', type: 'null' },
+  204: { description: 'Delivered: every matching listener settled, or a duplicate of a delivery already handled', type: 'null' },
+  400: errorReply('The body is not JSON, or not a run; the message names the failing fields'),
+  401: errorReply('The token is missing or wrong; decided before the body is read'),
+  405: errorReply('Another method than POST', { Allow: { type: 'string', description: 'POST' } }),
+  413: errorReply('The body is larger than `bodyLimit`'),
+  415: errorReply('A content type other than application/json or text/plain, or a compressed body'),
+  500: errorReply('A listener threw or rejected; the sender retries'),
+  503: errorReply('Listeners too slow, the delivery in flight elsewhere, or the store or queue unavailable; the sender retries', {
+    'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying' }
+  })
+}
+
+/** What @fastify/swagger hands a route's transform (declared here: it is the user's dependency, not ours). */
+interface SwaggerTransformInput {
+  schema: object
+  url: string
+  openapiObject?: { components?: { securitySchemes?: object } }
+  /** Swagger 2.0 documents: their schemes are `securityDefinitions`. */
+  swaggerObject?: { securityDefinitions?: object }
+}
+
+/**
+ * The route's `config.swaggerTransform` for `@fastify/swagger`: the route
+ * as documented. Only the document gets these schemas; the route itself
+ * keeps its body validator and compiles no response serializers.
+ */
+export function createSwaggerTransform (openapi: ResolvedOpenApi, sources: ReadonlySet<TokenSource>) {
+  return function swaggerTransform ({ schema, url, openapiObject, swaggerObject }: SwaggerTransformInput): { schema: Record<string, unknown>, url: string } {
+    const defined = openapiObject?.components?.securitySchemes ?? swaggerObject?.securityDefinitions ?? {}
+    // Alternatives: either source authenticates. A scheme the document lacks
+    // would make it invalid, so only the defined ones are named.
+    const security = [...sources].map((source) => SCHEME_OF[source]).filter((name) => name in defined).map((name) => ({ [name]: [] }))
+    return {
+      url,
+      schema: {
+        ...schema,
+        summary: openapi.summary,
+        description: openapi.description,
+        tags: openapi.tags,
+        consumes: ['application/json', 'text/plain'],
+        response: RESPONSES,
+        ...(security.length > 0 ? { security } : {}),
+        ...(openapi.hide ? { hide: true } : {})
+      }
+    }
+  }
+}
+
+/** The transform of a route the document leaves out. */
+export function hiddenFromSwagger ({ schema, url }: SwaggerTransformInput): { schema: Record<string, unknown>, url: string } {
+  return { url, schema: { ...schema, hide: true } }
+}
