@@ -1,4 +1,4 @@
-import { InvalidOptionError } from './errors.js'
+import { describeValue, fail, optionObject } from './options.js'
 import type { TokenSource } from './token.js'
 
 /** How the route appears in an OpenAPI document made by `@fastify/swagger`. */
@@ -51,21 +51,13 @@ const DEFAULT_DESCRIPTION = 'The LangGraph server POSTs a run here when it ends 
   '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
   'A 5xx or a timeout asks the sender to retry; a 4xx does not.'
 
-function fail (message: string): never {
-  throw new InvalidOptionError(message)
-}
-
 export function resolveOpenApiOptions (given: unknown): ResolvedOpenApi {
-  const openapi = (given === undefined ? {} : given) as Record<string, unknown>
-  if (openapi === null || typeof openapi !== 'object' || Array.isArray(openapi)) fail('openapi must be { summary?, description?, tags?, hide? }')
-  for (const key of Object.keys(openapi)) {
-    if (!OPENAPI_KEYS.includes(key)) fail(`unknown option "openapi.${key}"; the openapi options are: ${OPENAPI_KEYS.join(', ')}`)
-  }
+  const openapi = given === undefined ? {} : optionObject(given, 'openapi', OPENAPI_KEYS)
   const { summary, description, tags, hide } = openapi
-  if (summary !== undefined && typeof summary !== 'string') fail('openapi.summary must be a string')
-  if (description !== undefined && typeof description !== 'string') fail('openapi.description must be a string')
-  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string'))) fail('openapi.tags must be an array of strings')
-  if (hide !== undefined && typeof hide !== 'boolean') fail('openapi.hide must be a boolean')
+  if (summary !== undefined && typeof summary !== 'string') fail(`openapi.summary must be a string, got ${describeValue(summary)}`)
+  if (description !== undefined && typeof description !== 'string') fail(`openapi.description must be a string, got ${describeValue(description)}`)
+  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string'))) fail(`openapi.tags must be an array of strings, got ${describeValue(tags)}`)
+  if (hide !== undefined && typeof hide !== 'boolean') fail(`openapi.hide must be a boolean, got ${describeValue(hide)}`)
   return {
     summary: summary ?? 'Receive a LangGraph run webhook',
     description: description ?? DEFAULT_DESCRIPTION,

@@ -63,6 +63,7 @@ test('the route in an OpenAPI 3.0 document: both body types, every reply, the se
   t.notMatch(JSON.stringify(doc), TOKEN, 'the token is nowhere in the document')
   t.notMatch(app.swagger({ yaml: true }), TOKEN)
   t.ok(doc.paths['/health'].get, 'the host\'s own routes are documented as before')
+  t.same(Object.keys(doc.paths['/webhooks/langgraph']), ['post'], 'the other methods are the 405 of the POST operation, not operations')
 })
 
 test('documenting the route changes no reply: 204, 202, and the error bodies as before', async (t) => {
@@ -125,15 +126,15 @@ test('summary, description and tags are configurable; hide keeps the route out',
 
 test('openapi options are validated strictly', async (t) => {
   const cases: Array<[string, unknown, RegExp]> = [
-    ['not an object', 'yes', /openapi must be \{ summary\?, description\?, tags\?, hide\? \}/],
-    ['null', null, /openapi must be/],
-    ['an array', [], /openapi must be/],
-    ['an unknown key', { summery: 'x' }, /unknown option "openapi\.summery"; the openapi options are: summary, description, tags, hide/],
-    ['a numeric summary', { summary: 1 }, /openapi\.summary must be a string/],
-    ['a description object', { description: {} }, /openapi\.description must be a string/],
-    ['a tag string', { tags: 'a' }, /openapi\.tags must be an array of strings/],
-    ['a numeric tag', { tags: ['a', 1] }, /openapi\.tags must be an array of strings/],
-    ['hide as a string', { hide: 'true' }, /openapi\.hide must be a boolean/]
+    ['not an object', 'yes', /openapi must be an object \{ summary, description, tags, hide \}, got the string "yes"/],
+    ['null', null, /openapi must be an object .*, got null/],
+    ['an array', [], /openapi must be an object .*, got an array/],
+    ['an unknown key', { summery: 'x' }, /unknown option "openapi\.summery"; the options of openapi are: summary, description, tags, hide/],
+    ['a numeric summary', { summary: 1 }, /openapi\.summary must be a string, got 1/],
+    ['a description object', { description: {} }, /openapi\.description must be a string, got an object/],
+    ['a tag string', { tags: 'a' }, /openapi\.tags must be an array of strings, got the string "a"/],
+    ['a numeric tag', { tags: ['a', 1] }, /openapi\.tags must be an array of strings, got an array/],
+    ['hide as a string', { hide: 'true' }, /openapi\.hide must be a boolean, got the string "true"/]
   ]
   for (const [name, openapi, message] of cases) {
     await t.rejects(async () => { await Fastify().register(langgraphWebhooks, { token: TOKEN, openapi } as any) }, { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message }, name)
