@@ -7,6 +7,7 @@ import { AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { registerRoute } from './route.js'
+import { createTelemetry } from './telemetry.js'
 import { createRunValidator } from './validation.js'
 import { checkingValues, createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
@@ -40,14 +41,17 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
 
   const listeners = new RunListeners()
   if (options.onRun !== undefined) listeners.on(options.onRun)
-  const runner = new ListenerRunner(listeners, options.listenerTimeoutMs)
+  const telemetry = createTelemetry()
+  const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
   fastify.addHook('onClose', () => runner.close())
 
   // The pipeline: each concern wraps the step after it.
   const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
-  const deliver = checkingValues(valuesValidator)(createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack))
+  let deliver = createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
+  deliver = telemetry.traced(deliver)
+  deliver = checkingValues(valuesValidator)(deliver)
 
-  const route = registerRoute(fastify, options, createRunValidator(), deliver)
+  const route = registerRoute(fastify, options, createRunValidator(), deliver, telemetry.instrument)
 
   const decorator: LanggraphWebhooks<any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,

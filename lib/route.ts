@@ -39,7 +39,8 @@ export function registerRoute (
   fastify: FastifyInstance,
   options: ResolvedOptions,
   validate: RunValidator,
-  deliver: DeliveryStep
+  deliver: DeliveryStep,
+  instrument: (route: FastifyInstance) => void
 ): WebhookRoute {
   const verify = createTokenVerifier(options.tokens)
   const sources = options.tokenSources
@@ -48,6 +49,8 @@ export function registerRoute (
   const registered = { path: options.path }
 
   fastify.register(async function langgraphWebhookRoute (route) {
+    // First, so that every request to the route is traced, refused ones included.
+    instrument(route)
     // This context starts with a copy of every parser the host had (a vendor
     // JSON type parsed with plain JSON.parse, a '*' catch-all): none of them
     // may reach webhook bodies. The JS server sends `text/plain;charset=UTF-8`;

@@ -22,11 +22,11 @@ class DeliveryContext implements RunContext {
  * waits for every run still going.
  */
 export class ListenerRunner {
-  readonly #listeners: RunListeners
+  readonly #listeners: Pick<RunListeners, 'receive'>
   readonly #timeoutMs: number
   readonly #running = new Set<Promise<void>>()
 
-  constructor (listeners: RunListeners, timeoutMs: number) {
+  constructor (listeners: Pick<RunListeners, 'receive'>, timeoutMs: number) {
     this.#listeners = listeners
     this.#timeoutMs = timeoutMs
   }

@@ -1,0 +1,316 @@
+import { createRequire } from 'node:module'
+import {
+  context, createContextKey, createNoopMeter, metrics, propagation, ProxyTracer, SpanKind, SpanStatusCode, trace, ValueType,
+  type Attributes, type Context, type Counter, type Histogram, type Span, type Tracer
+} from '@opentelemetry/api'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Delivery, DeliveryMiddleware, Outcome } from './delivery/step.js'
+import type { RunListeners } from './listeners.js'
+import { RUN_STATUSES, type RunWebhook } from './schemas.js'
+
+const { name: NAME, version: VERSION } = createRequire(import.meta.url)('../package.json') as { name: string, version: string }
+
+/** Span, metric and attribute names; docs/observability.md describes each. */
+export const TELEMETRY_NAMES = {
+  receiveSpan: 'langgraph.webhook.receive',
+  deliverSpan: 'langgraph.run.deliver',
+  deliveries: 'langgraph.webhook.deliveries',
+  listenerDuration: 'langgraph.webhook.listener.duration',
+  deliveryLag: 'langgraph.webhook.delivery.lag',
+  runDuration: 'langgraph.run.duration'
+} as const
+
+const RUN_ID = 'langgraph.run.id'
+const THREAD_ID = 'langgraph.thread.id'
+const ASSISTANT_ID = 'langgraph.assistant.id'
+const RUN_STATUS = 'langgraph.run.status'
+const RECONCILED = 'langgraph.run.reconciled'
+const OUTCOME = 'langgraph.webhook.outcome'
+const ERROR_TYPE = 'error.type'
+const HTTP_METHOD = 'http.request.method'
+const HTTP_ROUTE = 'http.route'
+const HTTP_STATUS = 'http.response.status_code'
+
+// Seconds: from a fast listener to a run that took an hour.
+const SHORT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25]
+const LONG_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+
+/** What the sender was told, by error code; the status code decides for the others. */
+const OUTCOME_OF_CODE: Readonly<Record<string, string>> = {
+  FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED: 'unauthorized',
+  FST_LANGGRAPH_WEBHOOKS_INVALID_RUN: 'invalid',
+  FST_LANGGRAPH_WEBHOOKS_STALE_DELIVERY: 'stale',
+  FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_ENCODING: 'unsupported',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'too_large',
+  FST_LANGGRAPH_WEBHOOKS_LISTENER_FAILED: 'listener_failed',
+  FST_LANGGRAPH_WEBHOOKS_LISTENER_TIMEOUT: 'timed_out',
+  FST_LANGGRAPH_WEBHOOKS_IN_FLIGHT: 'in_flight',
+  FST_LANGGRAPH_WEBHOOKS_DEDUPE_UNAVAILABLE: 'store_unavailable',
+  FST_LANGGRAPH_WEBHOOKS_QUEUE_UNAVAILABLE: 'queue_unavailable',
+  FST_LANGGRAPH_WEBHOOKS_SHUTTING_DOWN: 'shutting_down'
+}
+const OUTCOME_OF_STATUS: Readonly<Record<number, string>> = {
+  400: 'invalid',
+  401: 'unauthorized',
+  405: 'method_not_allowed',
+  413: 'too_large',
+  415: 'unsupported'
+}
+
+function outcomeOf (statusCode: number | undefined, code: string | undefined): string {
+  if (code !== undefined && OUTCOME_OF_CODE[code] !== undefined) return OUTCOME_OF_CODE[code]
+  // Neither a reply nor an error: the sender hung up first.
+  if (statusCode === undefined) return 'aborted'
+  return OUTCOME_OF_STATUS[statusCode] ?? (statusCode >= 500 ? 'error' : 'refused')
+}
+
+// A status outside the known ones is counted as `other`: metric attributes stay bounded.
+const KNOWN_STATUSES: ReadonlySet<string> = new Set(RUN_STATUSES)
+function boundedStatus (status: unknown): string | undefined {
+  if (typeof status !== 'string') return undefined
+  return KNOWN_STATUSES.has(status) ? status : 'other'
+}
+
+/** Seconds between two instants in milliseconds; a sender's clock ahead of ours counts as 0. */
+function seconds (fromMs: number, toMs: number): number | undefined {
+  const elapsed = (toMs - fromMs) / 1000
+  return Number.isFinite(elapsed) ? Math.max(0, elapsed) : undefined
+}
+
+interface Instruments {
+  deliveries: Counter
+  listenerDuration: Histogram
+  deliveryLag: Histogram
+  runDuration: Histogram
+}
+
+const DELIVERY_TRACE = createContextKey('fastify-langgraph-webhooks delivery')
+const kTrace = Symbol('fastify-langgraph-webhooks trace')
+
+interface TracedRequest extends FastifyRequest {
+  [kTrace]: DeliveryTrace | null
+}
+
+/**
+ * One delivery's span and what it learns on the way: run attributes once
+ * the body is valid, the outcome or the error of the reply. It ends once
+ * the reply went out and the work it started has settled (listeners that
+ * go on after a 202), except after a listener timeout, when nothing waits
+ * for them any more.
+ */
+class DeliveryTrace {
+  readonly span: Span
+  readonly context: Context
+  readonly #instruments: Instruments
+  #status: string | undefined
+  #outcome: string | undefined
+  #code: string | undefined
+  #errorStatusCode: number | undefined
+  #statusCode: number | undefined
+  #listenerError: unknown
+  #pending = 0
+  #replied = false
+  #abandoned = false
+  #ended = false
+
+  constructor (tracer: Tracer, instruments: Instruments, name: string, parent: Context, attributes: Attributes) {
+    // Under an HTTP server span (instrumentation-http, @fastify/otel) this is
+    // part of the request; without one, it is the server side of the request.
+    const kind = trace.getSpan(parent) === undefined ? SpanKind.SERVER : SpanKind.INTERNAL
+    this.span = tracer.startSpan(name, { kind, attributes }, parent)
+    this.context = trace.setSpan(parent, this.span).setValue(DELIVERY_TRACE, this)
+    this.#instruments = instruments
+  }
+
+  run (run: RunWebhook<unknown>, reconciled: boolean): void {
+    this.#status = boundedStatus(run.status)
+    if (!this.span.isRecording()) return
+    const attributes: Attributes = {
+      [RUN_ID]: run.run_id,
+      [THREAD_ID]: run.thread_id,
+      [ASSISTANT_ID]: run.assistant_id,
+      [RUN_STATUS]: run.status
+    }
+    if (reconciled) attributes[RECONCILED] = true
+    this.span.setAttributes(attributes)
+  }
+
+  delivered (outcome: string): void {
+    this.#outcome = outcome
+  }
+
+  failed (error: Partial<FastifyError>): void {
+    this.#code = error.code
+    this.#errorStatusCode = error.statusCode ?? 500
+    if (error.code === 'FST_LANGGRAPH_WEBHOOKS_LISTENER_TIMEOUT') this.#abandoned = true
+    if (this.#errorStatusCode < 500) return
+    this.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message })
+    // The listeners' own errors were recorded as they failed.
+    if (this.#listenerError !== undefined && (error === this.#listenerError || error.cause === this.#listenerError)) return
+    this.span.recordException(error as Error)
+  }
+
+  listenersFailed (error: unknown): void {
+    // After a timeout the span ended with the 503.
+    if (this.#ended) return
+    this.#listenerError = error
+    const errors = error instanceof AggregateError ? error.errors : [error]
+    for (const one of errors) {
+      this.span.recordException(one instanceof Error ? one : String(one))
+    }
+    this.span.setStatus({ code: SpanStatusCode.ERROR, message: 'run webhook listeners failed' })
+  }
+
+  hold (): void {
+    this.#pending++
+  }
+
+  release (): void {
+    this.#pending--
+    this.#settle()
+  }
+
+  replied (statusCode: number | undefined): void {
+    this.#statusCode = statusCode
+    this.#replied = true
+    this.#settle()
+  }
+
+  #settle (): void {
+    if (this.#ended || !this.#replied || (this.#pending > 0 && !this.#abandoned)) return
+    this.#ended = true
+    const outcome = this.#outcome ?? outcomeOf(this.#statusCode ?? this.#errorStatusCode, this.#code)
+    const attributes: Attributes = { [OUTCOME]: outcome }
+    if (this.#statusCode !== undefined) attributes[HTTP_STATUS] = this.#statusCode
+    if (this.#code !== undefined && this.#errorStatusCode! >= 500) attributes[ERROR_TYPE] = this.#code
+    this.span.setAttributes(attributes)
+    this.span.end()
+    if (this.#status !== undefined) attributes[RUN_STATUS] = this.#status
+    this.#instruments.deliveries.add(1, attributes)
+  }
+}
+
+export interface Telemetry {
+  /** Adds the hooks that give every request to the route its span; call it first in the route's context. */
+  instrument (route: FastifyInstance): void
+  /** The delivery step, with run attributes on the span, run inside its context (listeners included). */
+  traced: DeliveryMiddleware
+  /** The listeners, timed; a failure is recorded on the delivery's span. */
+  timed (listeners: Pick<RunListeners, 'receive'>): Pick<RunListeners, 'receive'>
+}
+
+const DISABLED: Telemetry = {
+  instrument () {},
+  traced: (next) => next,
+  timed: (listeners) => listeners
+}
+
+/**
+ * Traces and metrics through `@opentelemetry/api`, decided at registration:
+ * the SDK must be started first (the metrics API has no proxy to pick up a
+ * later one). Without one, the route gets nothing added, not even the API's
+ * no-op calls.
+ */
+export function createTelemetry (): Telemetry {
+  const tracer = trace.getTracer(NAME, VERSION)
+  const meter = metrics.getMeter(NAME, VERSION)
+  // A ProxyTracer is what the API hands out while no tracer provider is registered.
+  if (tracer instanceof ProxyTracer && meter === createNoopMeter()) return DISABLED
+  const instruments: Instruments = {
+    deliveries: meter.createCounter(TELEMETRY_NAMES.deliveries, {
+      description: 'Requests to the webhook route, by outcome and run status',
+      unit: '{delivery}',
+      valueType: ValueType.INT
+    }),
+    listenerDuration: meter.createHistogram(TELEMETRY_NAMES.listenerDuration, {
+      description: "How long a delivery's matching listeners took to settle (they run concurrently)",
+      unit: 's',
+      advice: { explicitBucketBoundaries: SHORT_BUCKETS }
+    }),
+    deliveryLag: meter.createHistogram(TELEMETRY_NAMES.deliveryLag, {
+      description: 'From webhook_sent_at to the delivery reaching the plugin',
+      unit: 's',
+      advice: { explicitBucketBoundaries: SHORT_BUCKETS }
+    }),
+    runDuration: meter.createHistogram(TELEMETRY_NAMES.runDuration, {
+      description: 'From run_started_at to run_ended_at of a delivered run',
+      unit: 's',
+      advice: { explicitBucketBoundaries: LONG_BUCKETS }
+    })
+  }
+
+  function onRequest (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    let parent = context.active()
+    // Without an instrumentation above us, a caller's traceparent still counts.
+    if (trace.getSpan(parent) === undefined) parent = propagation.extract(parent, request.headers)
+    const attributes = { [HTTP_METHOD]: request.method, [HTTP_ROUTE]: request.routeOptions.url }
+    const traced = new DeliveryTrace(tracer, instruments, TELEMETRY_NAMES.receiveSpan, parent, attributes)
+    ;(request as TracedRequest)[kTrace] = traced
+    // Once, whatever happened: the reply sent, the sender gone, the socket timed out.
+    reply.raw.once('close', () => { traced.replied(reply.raw.writableEnded ? reply.statusCode : undefined) })
+    done()
+  }
+
+  function onError (request: FastifyRequest, _reply: FastifyReply, error: FastifyError, done: () => void): void {
+    (request as TracedRequest)[kTrace]?.failed(error)
+    done()
+  }
+
+  return {
+    instrument (route) {
+      route.decorateRequest(kTrace, null)
+      route.addHook('onRequest', onRequest)
+      route.addHook('onError', onError)
+    },
+
+    traced: (next) => async function traced (delivery: Delivery) {
+      const request = delivery.request as TracedRequest | undefined
+      // A delivery without a request (a reconciled run) has a span of its own.
+      const own = request?.[kTrace] == null
+      const traced = own ? new DeliveryTrace(tracer, instruments, TELEMETRY_NAMES.deliverSpan, context.active(), {}) : request![kTrace]!
+      const { run } = delivery
+      const status = boundedStatus(run.status)
+      traced.run(run, delivery.reconciled)
+      const lag = seconds(Date.parse(run.webhook_sent_at), Date.now())
+      if (lag !== undefined) instruments.deliveryLag.record(lag, { [RUN_STATUS]: status })
+      traced.hold()
+      if (own) traced.replied(undefined)
+      let outcome: Outcome
+      try {
+        outcome = await context.with(traced.context, next, undefined, delivery)
+      } catch (error) {
+        // A request's error also reaches its onError hook; record it once.
+        if (own) traced.failed(error as FastifyError)
+        traced.release()
+        throw error
+      }
+      traced.delivered(outcome)
+      const runDuration = outcome === 'duplicate' ? undefined : seconds(Date.parse(run.run_started_at as string), Date.parse(run.run_ended_at as string))
+      if (runDuration !== undefined) instruments.runDuration.record(runDuration, { [RUN_STATUS]: status })
+      traced.release()
+      return outcome
+    },
+
+    timed (listeners) {
+      return {
+        async receive (run, runContext) {
+          const traced = context.active().getValue(DELIVERY_TRACE) as DeliveryTrace | undefined
+          const started = performance.now()
+          const attributes: Attributes = { [RUN_STATUS]: boundedStatus(run.status) }
+          traced?.hold()
+          try {
+            await listeners.receive(run, runContext)
+          } catch (error) {
+            attributes[ERROR_TYPE] = 'listener_failed'
+            traced?.listenersFailed(error)
+            throw error
+          } finally {
+            instruments.listenerDuration.record((performance.now() - started) / 1000, attributes)
+            traced?.release()
+          }
+        }
+      }
+    }
+  }
+}
