@@ -187,6 +187,8 @@ class DeliveryTrace {
     this.span.setAttributes(attributes)
     this.span.end()
     if (this.#status !== undefined) attributes[RUN_STATUS] = this.#status
+    // OpenTelemetry's fallback for an error type outside a known set.
+    if (attributes[ERROR_TYPE] !== undefined && OUTCOME_OF_CODE[this.#code!] === undefined) attributes[ERROR_TYPE] = '_OTHER'
     this.#instruments.deliveries.add(1, attributes)
   }
 }

@@ -11,7 +11,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { MeterProvider, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
-import langgraphWebhooks, { type DedupeStore, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../lib/index.js'
+import langgraphWebhooks, { maskTokenInUrl, type DedupeStore, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../lib/index.js'
 import { RunDelivery } from '../lib/delivery/delivery.js'
 import { createTelemetry } from '../lib/telemetry.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
@@ -252,6 +252,29 @@ test("a child of the request's span made by @fastify/otel", async (t) => {
   exporter.reset()
 })
 
+test('@fastify/otel records request.url, token included, unless its requestHook masks it', async (t) => {
+  const everything = () => JSON.stringify(exporter.getFinishedSpans().map((span) => ({ name: span.name, attributes: span.attributes, events: span.events })))
+  for (const masked of [false, true]) {
+    exporter.reset()
+    const app = Fastify()
+    await app.register(new FastifyOtelInstrumentation(masked
+      ? { requestHook: (span, request) => { span.setAttribute('url.path', maskTokenInUrl(request.url)) } }
+      : {}).plugin())
+    await app.register(langgraphWebhooks, { token: TOKEN })
+    await deliverRun(app, buildRunWebhook(), { token: TOKEN })
+    await app.close()
+    const request = exporter.getFinishedSpans().find((span) => span.name === 'request')
+    if (masked) {
+      t.equal(request?.attributes['url.path'], `${PATH}?token=[REDACTED]`)
+      t.notOk(everything().includes(TOKEN), 'masked by the requestHook: the token is in no exported span')
+    } else {
+      t.equal(request?.attributes['url.path'], `${PATH}?token=${TOKEN}`, "without it, @fastify/otel's own span holds the token")
+      t.notOk(JSON.stringify(ours().map((span) => span.attributes)).includes(TOKEN), 'not ours')
+    }
+  }
+  exporter.reset()
+})
+
 test("a caller's traceparent is the parent when no instrumentation made a span", async (t) => {
   exporter.reset()
   const app = await receiver(t)
@@ -293,6 +316,12 @@ test('a delivery without a request (a reconciled run) has a span of its own', as
   exporter.reset()
   await t.rejects(traced(async () => { throw new Error('a bug') })(new RunDelivery(run, log, undefined, true)))
   t.equal(onlySpan(t).attributes['langgraph.webhook.outcome'], 'error', 'an error without a code is an error')
+  exporter.reset()
+  const odd = Object.assign(new Error('odd'), { code: `E_${crypto.randomUUID()}` })
+  await t.rejects(traced(async () => { throw odd })(new RunDelivery(run, log, undefined, true)))
+  t.equal(onlySpan(t).attributes['error.type'], odd.code, 'the span has the code')
+  const types = (await metric('langgraph.webhook.deliveries')).dataPoints.map((point) => point.attributes['error.type'])
+  t.ok(types.includes('_OTHER') && !types.includes(odd.code), 'a metric has _OTHER for a code outside the known ones')
 })
 
 test('the steps on their own: partial runs, odd errors, listeners outside a delivery', async (t) => {
