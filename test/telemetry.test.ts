@@ -148,7 +148,7 @@ test('refused requests get a span with their outcome and no run attributes', asy
   let calls = 0
   app.langgraphWebhooks.onRun(() => { calls++ })
   const valid = JSON.stringify(buildRunWebhook())
-  const cases: Array<{ name: string, inject: { url: string, payload: string, headers?: Record<string, string> }, status: number, outcome: string }> = [
+  const cases: Array<{ name: string, inject: { url: string, payload: string, headers?: Record<string, string>, method?: 'PUT' }, status: number, outcome: string }> = [
     { name: 'no token', inject: { url: PATH, payload: valid }, status: 401, outcome: 'unauthorized' },
     { name: 'wrong token', inject: { url: `${PATH}?token=wrong`, payload: valid }, status: 401, outcome: 'unauthorized' },
     { name: 'not a run', inject: { url: `${PATH}?token=${TOKEN}`, payload: JSON.stringify({ run_id: 'x' }) }, status: 400, outcome: 'invalid' },
@@ -157,6 +157,7 @@ test('refused requests get a span with their outcome and no run attributes', asy
     { name: 'outside the replay window', inject: { url: `${PATH}?token=${TOKEN}`, payload: JSON.stringify(buildRunWebhook({ webhook_sent_at: '2020-01-01T00:00:00.000Z' })) }, status: 400, outcome: 'stale' },
     { name: 'over bodyLimit', inject: { url: `${PATH}?token=${TOKEN}`, payload: JSON.stringify({ ...buildRunWebhook(), values: { big: 'x'.repeat(5000) } }) }, status: 413, outcome: 'too_large' },
     { name: 'another content type', inject: { url: `${PATH}?token=${TOKEN}`, payload: valid, headers: { 'content-type': 'application/xml' } }, status: 415, outcome: 'unsupported' },
+    { name: 'another method', inject: { url: `${PATH}?token=${TOKEN}`, payload: valid, method: 'PUT' }, status: 405, outcome: 'method_not_allowed' },
     { name: 'compressed', inject: { url: `${PATH}?token=${TOKEN}`, payload: valid, headers: { 'content-encoding': 'gzip' } }, status: 415, outcome: 'unsupported' }
   ]
   for (const { name, inject, status, outcome } of cases) {
