@@ -17,6 +17,11 @@ export const ValuesSchemaMismatchError = createError(
   'withValues(schema) needs the very schema object passed as the valuesSchema option at registration, so that run.values is validated against it'
 )
 
+export const AllowedFieldsMismatchError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_ALLOWED_FIELDS_MISMATCH',
+  'withFields(fields) needs the fields given as the allowedFields option at registration (in any order), so that runs hold exactly those fields'
+)
+
 // Request errors: sent to the sender with these status codes.
 export const UnauthorizedError = createError(
   'FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED',

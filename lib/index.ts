@@ -3,18 +3,19 @@ import fp from 'fastify-plugin'
 import { createDedupeGuard } from './dedupe/guard.js'
 import { createLocalStep } from './delivery/local.js'
 import { ListenerRunner } from './delivery/runner.js'
-import { AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
+import { AllowedFieldsMismatchError, AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { registerRoute } from './route.js'
+import type { RunWebhookField } from './schemas.js'
 import { createTelemetry } from './telemetry.js'
 import { createRunValidator } from './validation.js'
 import { checkingValues, createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
 /** The `app.langgraphWebhooks` decorator. */
-export interface LanggraphWebhooks<Values = Record<string, unknown>> {
+export interface LanggraphWebhooks<Values = Record<string, unknown>, Fields extends RunWebhookField = RunWebhookField> {
   /** Subscribes a listener to every run, or to runs of the given status(es); returns the unsubscribe function. */
-  onRun: OnRun<Values>
+  onRun: OnRun<Values, Fields>
   /** The full path the sender calls: any surrounding register's prefix, the `prefix` option, then `path`. */
   readonly path: string
   /**
@@ -23,7 +24,12 @@ export interface LanggraphWebhooks<Values = Record<string, unknown>> {
    * be the `valuesSchema` given at registration, which validates
    * `run.values` at run time: the types cannot lie.
    */
-  withValues<S extends ValuesSchema>(schema: S): LanggraphWebhooks<ValuesOf<S>>
+  withValues<S extends ValuesSchema>(schema: S): LanggraphWebhooks<ValuesOf<S>, Fields>
+  /**
+   * The same decorator, typed with runs that hold only `fields`. `fields`
+   * must list the `allowedFields` given at registration (in any order).
+   */
+  withFields<F extends RunWebhookField>(fields: readonly F[]): LanggraphWebhooks<Values, F>
 }
 
 declare module 'fastify' {
@@ -39,7 +45,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     fastify.log.warn(`fastify-langgraph-webhooks: a token shorter than ${MIN_TOKEN_LENGTH} characters is easy to guess; use a random 32-byte hex token (node -e "console.log(crypto.randomBytes(32).toString('hex'))")`)
   }
 
-  const listeners = new RunListeners()
+  const listeners = new RunListeners({ statusFiltering: options.allowedFields?.includes('status') ?? true })
   if (options.onRun !== undefined) listeners.on(options.onRun)
   const telemetry = createTelemetry()
   const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
@@ -51,17 +57,27 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   deliver = telemetry.traced(deliver)
   deliver = checkingValues(valuesValidator)(deliver)
 
-  const route = registerRoute(fastify, options, createRunValidator(), deliver, telemetry.instrument)
+  const route = registerRoute(fastify, options, createRunValidator(options.allowedFields), deliver, telemetry.instrument)
 
-  const decorator: LanggraphWebhooks<any> = {
+  const decorator: LanggraphWebhooks<any, any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
     get path () { return route.path },
     withValues (schema) {
       if (schema !== options.valuesSchema) throw new ValuesSchemaMismatchError()
       return decorator
+    },
+    withFields (fields) {
+      const registered = options.allowedFields
+      if (registered === undefined || !Array.isArray(fields) || !sameFields(fields, registered)) throw new AllowedFieldsMismatchError()
+      return decorator
     }
   }
   fastify.decorate('langgraphWebhooks', decorator)
+}
+
+function sameFields (given: readonly unknown[], registered: readonly RunWebhookField[]): boolean {
+  const set = new Set(given)
+  return set.size === registered.length && registered.every((field) => set.has(field))
 }
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { RunStatus, RunWebhook, RunWebhookOf } from './schemas.js'
+import type { RunStatus, RunWebhook, RunWebhookField, RunWebhookOf, RunWebhookWith } from './schemas.js'
 
 /** What a listener receives besides the run. */
 export interface RunContext {
@@ -22,11 +22,16 @@ export type Unsubscribe = () => void
 
 /**
  * Subscribes listeners to runs, optionally filtered by status. `S` only
- * admits known statuses, so a misspelt status is a compile error.
+ * admits known statuses, so a misspelt status is a compile error. Runs hold
+ * only the fields `Fields` (`allowedFields`); without `status` among them,
+ * runs cannot be filtered by status.
  */
-export interface OnRun<Values = Record<string, unknown>> {
-  (listener: RunListener<RunWebhook<Values>>): Unsubscribe
-  <S extends RunStatus>(status: S | readonly S[], listener: RunListener<RunWebhookOf<S, Values>>): Unsubscribe
+export interface OnRun<Values = Record<string, unknown>, Fields extends RunWebhookField = RunWebhookField> {
+  (listener: RunListener<RunWebhookWith<Fields, Values>>): Unsubscribe
+  <S extends RunStatus>(
+    status: 'status' extends Fields ? S | readonly S[] : never,
+    listener: RunListener<RunWebhookOf<S, Values, Fields>>
+  ): Unsubscribe
 }
 
 type AnyListener = RunListener<any>
@@ -38,6 +43,12 @@ type AnyListener = RunListener<any>
 export class RunListeners {
   readonly #catchAll = new Set<AnyListener>()
   readonly #byStatus = new Map<string, Set<AnyListener>>()
+  readonly #byStatusAllowed: boolean
+
+  /** `statusFiltering: false` when bodies carry no `status` (`allowedFields` without it). */
+  constructor ({ statusFiltering = true }: { statusFiltering?: boolean } = {}) {
+    this.#byStatusAllowed = statusFiltering
+  }
 
   on (statusOrListener: unknown, maybeListener?: unknown): Unsubscribe {
     const catchAll = typeof statusOrListener === 'function'
@@ -49,6 +60,9 @@ export class RunListeners {
       const subscription: AnyListener = (run, context) => (listener as AnyListener)(run, context)
       this.#catchAll.add(subscription)
       return () => { this.#catchAll.delete(subscription) }
+    }
+    if (!this.#byStatusAllowed) {
+      throw new TypeError('onRun(status, listener) filters by status, but allowedFields does not list "status": add it to allowedFields and to the server\'s webhooks.allowed_fields, or subscribe with onRun(listener)')
     }
     const statuses = [...new Set(Array.isArray(statusOrListener) ? statusOrListener : [statusOrListener])]
     if (statuses.length === 0 || !statuses.every((status) => typeof status === 'string' && status.length > 0)) {

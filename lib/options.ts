@@ -1,10 +1,11 @@
 import type { RegisterOptions } from 'fastify'
+import { RUN_KEY_FIELDS, requireRunFields, resolveAllowedFields } from './allowed-fields.js'
 import { createMemoryDedupeStore } from './dedupe/memory.js'
 import type { DedupeStore } from './dedupe/store.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
 import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApi } from './openapi.js'
-import type { RunWebhook } from './schemas.js'
+import type { RunWebhook, RunWebhookField } from './schemas.js'
 import { isUsableToken, type TokenSource } from './token.js'
 import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
@@ -19,7 +20,10 @@ export interface DedupeOptions {
   maxKeys?: number
 }
 
-export interface LanggraphWebhooksOptions<Schema extends ValuesSchema | undefined = ValuesSchema | undefined> {
+export interface LanggraphWebhooksOptions<
+  Schema extends ValuesSchema | undefined = ValuesSchema | undefined,
+  Fields extends RunWebhookField = RunWebhookField
+> {
   /** The shared secret; several tokens allow rotation. Required. */
   token: string | readonly string[]
   /** Where the route listens. Default `/webhooks/langgraph`. */
@@ -37,7 +41,7 @@ export interface LanggraphWebhooksOptions<Schema extends ValuesSchema | undefine
    * (Method syntax: options typed with a `valuesSchema` stay assignable to
    * the plugin's own option type.)
    */
-  onRun?(run: RunWebhook<ValuesOf<Schema>>, context: RunContext): unknown
+  onRun?(run: Pick<RunWebhook<ValuesOf<Schema>>, Fields>, context: RunContext): unknown
   /**
    * The schema `run.values` must match when present: TypeBox 0.34 or 1.x, or
    * a Standard Schema validator (Zod, Valibot, ArkType). Listeners get its
@@ -52,6 +56,14 @@ export interface LanggraphWebhooksOptions<Schema extends ValuesSchema | undefine
   listenerTimeoutMs?: number
   /** The route in `@fastify/swagger`'s document: summary, description, tags, or `hide`. */
   openapi?: OpenApiOptions
+  /**
+   * The fields the LangGraph server keeps in webhook bodies: the same list
+   * as its `webhooks.allowed_fields`. Only these are then required (their
+   * types still checked), and listeners get runs with only these fields.
+   * `dedupe` needs `run_id` and `status`; `maxAgeMs` needs `webhook_sent_at`;
+   * `valuesSchema` needs `values`. Default: every field, as both servers send.
+   */
+  allowedFields?: readonly Fields[]
 }
 
 export interface ResolvedDedupe {
@@ -77,6 +89,8 @@ export interface ResolvedOptions {
   maxAgeMs: number | undefined
   listenerTimeoutMs: number
   openapi: ResolvedOpenApi
+  /** The fields the server keeps; `undefined`: every field. */
+  allowedFields: readonly RunWebhookField[] | undefined
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
   /** `prefix`, `logLevel` and `logSerializers`, as given. */
@@ -92,7 +106,7 @@ const VISIBLE_ASCII = /^[\x21-\x7e]+$/
 const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
 const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
-  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi'
+  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi', 'allowedFields'
 ]
 // Fastify's own register options arrive along with ours. Under
 // fastify-plugin Fastify ignores them, so the plugin applies them to the
@@ -186,6 +200,12 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     fail(`valuesSchema must be ${ACCEPTED_VALUES_SCHEMAS}, e.g. z.object({ messages: z.array(z.string()) }) or Type.Object({ messages: Type.Array(Type.String()) })`)
   }
 
+  const allowedFields = resolveAllowedFields(given.allowedFields)
+  const dedupe = resolveDedupe(given.dedupe)
+  if (dedupe !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'dedupe')
+  if (given.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
+  if (valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
+
   return {
     tokens,
     path,
@@ -195,10 +215,11 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     redactToken,
     onRun: given.onRun as RunListener<any> | undefined,
     valuesSchema: valuesSchema as ValuesSchema | undefined,
-    dedupe: resolveDedupe(given.dedupe),
+    dedupe,
     maxAgeMs: given.maxAgeMs === undefined ? undefined : positiveInteger(given.maxAgeMs, 'maxAgeMs', 0),
     listenerTimeoutMs: positiveInteger(given.listenerTimeoutMs, 'listenerTimeoutMs', DEFAULT_LISTENER_TIMEOUT_MS),
     openapi: resolveOpenApiOptions(given.openapi),
+    allowedFields,
     shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH),
     context: resolveContextOptions(given)
   }

@@ -14,7 +14,7 @@ import {
 import { createSwaggerTransform, hiddenFromSwagger } from './openapi.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
-import { RunWebhookSchema, type RunWebhook } from './schemas.js'
+import { RunWebhookSchema, runWebhookSchemaFor, type RunWebhook } from './schemas.js'
 import { createTokenVerifier, isAuthorized } from './token.js'
 import type { RunValidator } from './validation.js'
 
@@ -79,7 +79,7 @@ export function registerRoute (
       url: options.path,
       bodyLimit: options.bodyLimit,
       logSerializers: { req: serializeRequest },
-      schema: { body: RunWebhookSchema },
+      schema: { body: options.allowedFields === undefined ? RunWebhookSchema : runWebhookSchemaFor(options.allowedFields) },
       // What @fastify/swagger documents; Fastify itself never reads it.
       config: { swaggerTransform: createSwaggerTransform(options.openapi, sources) },
       validatorCompiler: () => function validateBody (body: unknown) {

@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
 
 /**
  * Statuses a LangGraph server sends. `rollback` comes from the Python server;
@@ -106,8 +106,38 @@ export const RunWebhookSchema = Type.Composite([
 export type RunWebhook<Values = Record<string, unknown>> =
   Omit<Static<typeof RunWebhookSchema>, 'values'> & { values?: Values | null }
 
-/** A run webhook narrowed to the statuses `S`. */
-export type RunWebhookOf<S extends RunStatus, Values = Record<string, unknown>> =
-  RunWebhook<Values> & { status: S }
+/** A run webhook narrowed to the statuses `S` (holding only the fields `Fields`, see `allowedFields`). */
+export type RunWebhookOf<S extends RunStatus, Values = Record<string, unknown>, Fields extends RunWebhookField = RunWebhookField> =
+  RunWebhookWith<Fields, Values> & { status: S }
 
 export type { ValuesOf } from './values-schema.js'
+
+/**
+ * The top-level fields of a run webhook: the names the Python server's
+ * `webhooks.allowed_fields` setting takes (see the `allowedFields` option).
+ */
+export const RUN_WEBHOOK_FIELDS = [
+  'run_id', 'thread_id', 'assistant_id', 'created_at', 'updated_at', 'metadata', 'kwargs',
+  'multitask_strategy', 'status', 'run_started_at', 'run_ended_at', 'webhook_sent_at', 'values', 'error'
+] as const satisfies ReadonlyArray<keyof Static<typeof RunWebhookSchema>>
+export type RunWebhookField = (typeof RUN_WEBHOOK_FIELDS)[number]
+
+/**
+ * A run webhook that holds only the fields `Fields` (the `allowedFields`
+ * option), each as in `RunWebhook`; with every field, `RunWebhook` itself.
+ */
+export type RunWebhookWith<Fields extends RunWebhookField, Values = Record<string, unknown>> =
+  [RunWebhookField] extends [Fields] ? RunWebhook<Values> : Pick<RunWebhook<Values>, Fields>
+
+/**
+ * The body schema when the server keeps only `fields`: those keep their
+ * type and whether they are required; the others, which the server drops,
+ * become optional and are still type-checked when a body has them.
+ */
+export function runWebhookSchemaFor (fields: readonly RunWebhookField[]): TObject {
+  const properties: Record<string, TSchema> = {}
+  for (const [name, schema] of Object.entries(RunWebhookSchema.properties)) {
+    properties[name] = fields.includes(name as RunWebhookField) ? schema : Type.Optional(schema)
+  }
+  return Type.Object(properties)
+}
