@@ -1,4 +1,4 @@
-import createError from '@fastify/error'
+import { createError } from '@fastify/error'
 
 /** Seconds a sender is asked to wait before retrying a 503. */
 export const RETRY_AFTER_SECONDS = 5

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import createError from '@fastify/error'
+import { createError } from '@fastify/error'
 import type { Redis } from 'ioredis'
 import type { DedupeStore, ReserveResult } from './store.js'
 
