@@ -1,5 +1,5 @@
 import neostandard from 'neostandard'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['dist', 'coverage', '.tap', 'scratch', '**/.langgraph_api'] })
+  ...neostandard({ ts: true, filesTs: ['**/*.cts'], ignores: ['dist', 'coverage', '.tap', 'scratch', '**/.langgraph_api'] })
 ]
