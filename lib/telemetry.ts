@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import {
-  context, createContextKey, createNoopMeter, metrics, propagation, ProxyTracer, SpanKind, SpanStatusCode, trace, ValueType,
-  type Attributes, type Context, type Counter, type Histogram, type Span, type Tracer
+  context, createContextKey, createNoopMeter, metrics, propagation, ProxyTracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, ValueType,
+  type Attributes, type Context, type Counter, type Histogram, type Link, type Span, type Tracer
 } from '@opentelemetry/api'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Delivery, DeliveryMiddleware, Outcome } from './delivery/step.js'
@@ -14,10 +14,12 @@ const { name: NAME, version: VERSION } = createRequire(import.meta.url)('../pack
 export const TELEMETRY_NAMES = {
   receiveSpan: 'langgraph.webhook.receive',
   deliverSpan: 'langgraph.run.deliver',
+  processSpan: 'langgraph.webhook.process',
   deliveries: 'langgraph.webhook.deliveries',
   listenerDuration: 'langgraph.webhook.listener.duration',
   deliveryLag: 'langgraph.webhook.delivery.lag',
-  runDuration: 'langgraph.run.duration'
+  runDuration: 'langgraph.run.duration',
+  queueJobs: 'langgraph.webhook.queue.jobs'
 } as const
 
 const RUN_ID = 'langgraph.run.id'
@@ -25,6 +27,8 @@ const THREAD_ID = 'langgraph.thread.id'
 const ASSISTANT_ID = 'langgraph.assistant.id'
 const RUN_STATUS = 'langgraph.run.status'
 const RECONCILED = 'langgraph.run.reconciled'
+const ATTEMPT = 'langgraph.run.attempt'
+const QUEUE_STATE = 'langgraph.webhook.queue.state'
 const OUTCOME = 'langgraph.webhook.outcome'
 const ERROR_TYPE = 'error.type'
 const HTTP_METHOD = 'http.request.method'
@@ -115,14 +119,17 @@ class DeliveryTrace {
   #replied = false
   #abandoned = false
   #ended = false
+  readonly #counted: boolean
 
-  constructor (tracer: Tracer, instruments: Instruments, name: string, parent: Context, attributes: Attributes) {
+  constructor (tracer: Tracer, instruments: Instruments, name: string, parent: Context, attributes: Attributes, job?: { links: Link[] }) {
     // Under an HTTP server span (instrumentation-http, @fastify/otel) this is
     // part of the request; without one, it is the server side of the request.
-    const kind = trace.getSpan(parent) === undefined ? SpanKind.SERVER : SpanKind.INTERNAL
-    this.span = tracer.startSpan(name, { kind, attributes }, parent)
+    const kind = job !== undefined ? SpanKind.CONSUMER : trace.getSpan(parent) === undefined ? SpanKind.SERVER : SpanKind.INTERNAL
+    this.span = tracer.startSpan(name, { kind, attributes, links: job?.links }, parent)
     this.context = trace.setSpan(parent, this.span).setValue(DELIVERY_TRACE, this)
     this.#instruments = instruments
+    // A job's run was counted when the route queued it.
+    this.#counted = job === undefined
   }
 
   run (run: RunWebhook<unknown>, reconciled: boolean): void {
@@ -151,6 +158,16 @@ class DeliveryTrace {
     // The listeners' own errors were recorded as they failed.
     if (this.#listenerError !== undefined && (error === this.#listenerError || error.cause === this.#listenerError)) return
     this.span.recordException(error as Error)
+  }
+
+  /** A queued job's listeners failed (the queue retries it, or keeps it in the failed set). */
+  jobFailed (error: unknown): void {
+    this.#outcome = 'listener_failed'
+    this.#code = 'FST_LANGGRAPH_WEBHOOKS_LISTENER_FAILED'
+    this.#errorStatusCode = 500
+    if (this.#listenerError !== undefined) return
+    this.span.recordException(error instanceof Error ? error : String(error))
+    this.span.setStatus({ code: SpanStatusCode.ERROR, message: 'run webhook listeners failed' })
   }
 
   listenersFailed (error: unknown): void {
@@ -191,8 +208,20 @@ class DeliveryTrace {
     if (this.#status !== undefined) attributes[RUN_STATUS] = this.#status
     // OpenTelemetry's fallback for an error type outside a known set.
     if (attributes[ERROR_TYPE] !== undefined && OUTCOME_OF_CODE[this.#code!] === undefined) attributes[ERROR_TYPE] = '_OTHER'
-    this.#instruments.deliveries.add(1, attributes)
+    if (this.#counted) this.#instruments.deliveries.add(1, attributes)
   }
+}
+
+/** What telemetry reads of a queued job (a BullMQ job has these). */
+export interface TracedJob {
+  readonly data: {
+    readonly run: RunWebhook<unknown>
+    readonly reconciled: boolean
+    /** The delivery's trace context (`carrier()` when the job was added). */
+    readonly trace?: Record<string, string>
+  }
+  /** 1 on the first attempt. */
+  readonly attemptsStarted: number
 }
 
 export interface Telemetry {
@@ -202,12 +231,21 @@ export interface Telemetry {
   traced: DeliveryMiddleware
   /** The listeners, timed; a failure is recorded on the delivery's span. */
   timed (listeners: Pick<RunListeners, 'receive'>): Pick<RunListeners, 'receive'>
+  /** The active trace context as propagation headers, to store in a job; undefined when there is none. */
+  carrier (): Record<string, string> | undefined
+  /** A queue worker's processing of a job: a span linked to the delivery's, the listeners inside it. */
+  processing<J extends TracedJob> (process: (job: J) => Promise<void>): (job: J) => Promise<void>
+  /** Observable gauges of the queue's jobs by state (waiting, active, failed, ...). */
+  observeQueue (counts: () => Promise<Record<string, number>>): void
 }
 
 const DISABLED: Telemetry = {
   instrument () {},
   traced: (next) => next,
-  timed: (listeners) => listeners
+  timed: (listeners) => listeners,
+  carrier: () => undefined,
+  processing: (process) => process,
+  observeQueue () {}
 }
 
 /**
@@ -315,6 +353,50 @@ export function createTelemetry (): Telemetry {
           }
         }
       }
+    },
+
+    carrier () {
+      const carrier: Record<string, string> = {}
+      propagation.inject(context.active(), carrier)
+      return Object.keys(carrier).length === 0 ? undefined : carrier
+    },
+
+    processing: (process) => async function processing (job) {
+      const { run, reconciled, trace: carried } = job.data
+      // Linked, not a child: the delivery's trace ended with its 202.
+      const delivery = carried === undefined ? undefined : trace.getSpanContext(propagation.extract(ROOT_CONTEXT, carried))
+      const links = delivery === undefined ? [] : [{ context: delivery }]
+      const traced = new DeliveryTrace(tracer, instruments, TELEMETRY_NAMES.processSpan, context.active(), { [ATTEMPT]: job.attemptsStarted }, { links })
+      traced.run(run, reconciled)
+      traced.hold()
+      traced.replied(undefined)
+      try {
+        await context.with(traced.context, process, undefined, job)
+      } catch (error) {
+        traced.jobFailed(error)
+        traced.release()
+        throw error
+      }
+      traced.delivered('delivered')
+      traced.release()
+    },
+
+    observeQueue (counts) {
+      const gauge = meter.createObservableGauge(TELEMETRY_NAMES.queueJobs, {
+        description: 'Jobs in the run webhook queue, by state',
+        unit: '{job}',
+        valueType: ValueType.INT
+      })
+      gauge.addCallback(async (result) => {
+        let current: Record<string, number>
+        try {
+          current = await counts()
+        } catch {
+          // Redis unreachable: no new observation (the 503s and the logs say why).
+          return
+        }
+        for (const [state, count] of Object.entries(current)) result.observe(count, { [QUEUE_STATE]: state })
+      })
     }
   }
 }

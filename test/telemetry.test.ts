@@ -13,7 +13,7 @@ import { MeterProvider, MetricReader, type DataPoint, type Histogram, type Metri
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import langgraphWebhooks, { maskTokenInUrl, type DedupeStore, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../lib/index.js'
 import { RunDelivery } from '../lib/delivery/delivery.js'
-import { createTelemetry } from '../lib/telemetry.js'
+import { createTelemetry, type TracedJob } from '../lib/telemetry.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { jsServerBody } from './helpers/app.js'
 
@@ -366,6 +366,10 @@ test('without an SDK nothing is added; with metrics alone, deliveries are counte
   t.equal(disabled.traced(next), next, 'the delivery step is not wrapped')
   const listeners = { receive: async () => {} }
   t.equal(disabled.timed(listeners), listeners, 'nor are the listeners')
+  const process = async () => {}
+  t.equal(disabled.processing(process), process, 'nor the processing of queued jobs')
+  t.equal(disabled.carrier(), undefined)
+  disabled.observeQueue(async () => ({}))
 
   freshMetrics()
   exporter.reset()
@@ -376,6 +380,82 @@ test('without an SDK nothing is added; with metrics alone, deliveries are counte
   t.equal(active, false, 'the span is the API no-op one')
   t.same(exporter.getFinishedSpans(), [])
   t.same(counts(await metric('langgraph.webhook.deliveries')), { 'delivered/success': 1 })
+})
+
+test('a queued run: its trace context carried in the job, the worker span linked to the delivery', async (t) => {
+  freshMetrics()
+  exporter.reset()
+  const telemetry = createTelemetry()
+  t.equal(telemetry.carrier(), undefined, 'no active span, nothing to carry')
+  const run = buildRunWebhook({ status: 'error', error: 'boom' })
+  let carried: Record<string, string> | undefined
+  // The queue step runs inside the delivery's span, as the route's does.
+  await telemetry.traced(async () => { carried = telemetry.carrier(); return 'queued' })(new RunDelivery(run, Fastify().log))
+  const delivery = onlySpan(t)
+  t.same(Object.keys(carried ?? {}), ['traceparent'])
+  t.notOk(JSON.stringify(carried).includes(TOKEN))
+
+  let attempt = 0
+  const listeners = telemetry.timed({
+    receive: async () => {
+      attempt++
+      await tracer.startActiveSpan('listener work', async (span) => { span.end() })
+      if (attempt === 1) throw new AggregateError([new Error('database down')], '1 listener failed')
+    }
+  })
+  const processRun = telemetry.processing(async (job: TracedJob) => { await listeners.receive(job.data.run, {} as RunContext) })
+  for (const attemptsStarted of [1, 2]) {
+    exporter.reset()
+    const job: TracedJob = { data: { run, reconciled: false, trace: carried }, attemptsStarted }
+    if (attemptsStarted === 1) await t.rejects(processRun(job), { message: '1 listener failed' })
+    else await processRun(job)
+    const span = onlySpan(t)
+    t.equal(span.name, 'langgraph.webhook.process')
+    t.equal(span.kind, SpanKind.CONSUMER)
+    t.equal(span.parentSpanContext, undefined, 'a trace of its own')
+    t.same(span.links.map((link) => link.context.spanId), [delivery.spanContext().spanId], "linked to the delivery's span")
+    t.match(span.attributes, { 'langgraph.run.id': run.run_id, 'langgraph.run.status': 'error', 'langgraph.run.attempt': attemptsStarted })
+    const work = exporter.getFinishedSpans().find((one) => one.name === 'listener work')
+    t.equal(work?.parentSpanContext?.spanId, span.spanContext().spanId, 'the listeners run inside it')
+    if (attemptsStarted === 1) {
+      t.equal(span.attributes['langgraph.webhook.outcome'], 'listener_failed')
+      t.equal(span.status.code, SpanStatusCode.ERROR)
+      t.same(span.events.map((event) => event.attributes?.['exception.message']), ['database down'], "the listener's error, once")
+    } else {
+      t.equal(span.attributes['langgraph.webhook.outcome'], 'delivered')
+      t.equal(span.status.code, SpanStatusCode.UNSET)
+    }
+  }
+  t.same(counts(await metric('langgraph.webhook.deliveries')), { 'queued/error': 1 }, 'counted once, when queued')
+  const durations = (await metric('langgraph.webhook.listener.duration')).dataPoints as Array<DataPoint<Histogram>>
+  t.equal(durations.reduce((sum, point) => sum + point.value.count, 0), 2, 'each attempt timed')
+
+  // A processor that fails on its own (not through timed listeners), and a job without a trace context.
+  exporter.reset()
+  await t.rejects(telemetry.processing(async () => { throw new Error('worker bug') })({ data: { run, reconciled: true }, attemptsStarted: 1 }))
+  const failed = onlySpan(t)
+  t.same(failed.links, [])
+  t.equal(failed.attributes['langgraph.run.reconciled'], true)
+  t.same(failed.events.map((event) => event.attributes?.['exception.message']), ['worker bug'])
+  exporter.reset()
+  const notAnError: unknown = 'a string'
+  await t.rejects(telemetry.processing(async () => { throw notAnError })({ data: { run, reconciled: false }, attemptsStarted: 3 }))
+  t.same(onlySpan(t).events.map((event) => event.attributes?.['exception.message']), ['a string'])
+})
+
+test('queue gauges: jobs by state; no collection error while Redis is unreachable', async (t) => {
+  freshMetrics()
+  let reachable = true
+  createTelemetry().observeQueue(async () => {
+    if (!reachable) throw new Error('connection is closed')
+    return { waiting: 3, active: 1, delayed: 0, failed: 2, completed: 7 }
+  })
+  const gauge = await metric('langgraph.webhook.queue.jobs')
+  t.equal(gauge.descriptor.unit, '{job}')
+  t.same(Object.fromEntries(gauge.dataPoints.map((point) => [point.attributes['langgraph.webhook.queue.state'], point.value])),
+    { waiting: 3, active: 1, delayed: 0, failed: 2, completed: 7 })
+  reachable = false
+  t.same((await reader.collect()).errors, [], 'the failed count is not an export error')
 })
 
 test('a sender that hangs up, or a socket that times out: the span still ends', async (t) => {
