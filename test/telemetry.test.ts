@@ -106,6 +106,18 @@ test('a delivered run: one span with the run and the outcome', async (t) => {
   t.equal(span.events.length, 0)
 })
 
+test('a body stripped by the server (allowedFields): the attributes it has', async (t) => {
+  freshMetrics()
+  exporter.reset()
+  const app = await receiver(t, { allowedFields: ['run_id', 'webhook_sent_at'] })
+  const res = await deliverRun(app, { run_id: 'stripped-run', webhook_sent_at: new Date().toISOString() }, { token: TOKEN })
+  t.equal(res.statusCode, 204)
+  const span = onlySpan(t)
+  t.equal(span.attributes['langgraph.run.id'], 'stripped-run')
+  t.same(RUN_ATTRIBUTES.filter((key) => key in span.attributes), ['langgraph.run.id'], 'no thread, assistant or status')
+  t.same(counts(await metric('langgraph.webhook.deliveries')), { 'delivered/-': 1 })
+})
+
 test('listeners run inside the delivery span: their spans are its children', async (t) => {
   exporter.reset()
   const app = await receiver(t)
