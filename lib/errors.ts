@@ -78,3 +78,18 @@ export const ShuttingDownError = createError(
   'The server is shutting down; retry later',
   503
 )
+
+// Errors of the runs the application starts and waits for.
+export const WaitTimeoutError = createError<[string, number]>(
+  'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT',
+  'No delivery of run %s arrived within %d ms'
+)
+export const LanggraphNotConfiguredError = createError<[string]>(
+  'FST_LANGGRAPH_WEBHOOKS_NO_LANGGRAPH',
+  '%s needs the langgraph option at registration: langgraph: { client: new Client({ apiUrl }), webhookUrl: "https://<public host><path>" }'
+)
+export const RunTrackerError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_TRACKER_UNAVAILABLE',
+  'The store of tracked runs is unavailable; retry later',
+  503
+)

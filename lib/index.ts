@@ -7,7 +7,9 @@ import { AllowedFieldsMismatchError, AlreadyRegisteredError, ValuesSchemaMismatc
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { registerRoute } from './route.js'
-import type { RunWebhookField } from './schemas.js'
+import { createRuns, type LanggraphRuns } from './runs/index.js'
+import type { WaitForRunOptions } from './runs/waiters.js'
+import type { RunWebhookField, RunWebhookWith } from './schemas.js'
 import { createTelemetry } from './telemetry.js'
 import { createRunValidator } from './validation.js'
 import { checkingValues, createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
@@ -18,6 +20,20 @@ export interface LanggraphWebhooks<Values = Record<string, unknown>, Fields exte
   onRun: OnRun<Values, Fields>
   /** The full path the sender calls: any surrounding register's prefix, the `prefix` option, then `path`. */
   readonly path: string
+  /**
+   * Resolves with the run, as listeners see it, once an authenticated and
+   * valid delivery of it arrives (or arrived in the last minute), whatever
+   * the listeners then do. Rejects with `FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT`
+   * after `timeoutMs` (default 10 minutes), or with the signal's reason.
+   */
+  waitForRun (runId: string, options?: WaitForRunOptions): Promise<RunWebhookWith<Fields, Values>>
+  /** Runs started with the webhook set and tracked until handled; needs the `langgraph` option. */
+  readonly runs: LanggraphRuns
+  /**
+   * The `langgraph.webhookUrl` with the token: **a secret**, for the SDK
+   * calls that take `webhook` (`runs.wait`, `crons.create`). Needs the `langgraph` option.
+   */
+  readonly webhookUrl: string
   /**
    * The same decorator, typed with `run.values` as the schema's output
    * (`Static<typeof schema>`, `z.output<typeof schema>`, ...). `schema` must
@@ -51,17 +67,26 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
   fastify.addHook('onClose', () => runner.close())
 
+  const runs = await createRuns(options, fastify.log)
+  fastify.addHook('preClose', () => runs.stop())
+  fastify.addHook('onClose', () => runs.close())
+
   // The pipeline: each concern wraps the step after it.
   const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
   let deliver = createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
+  deliver = runs.track(deliver)
   deliver = telemetry.traced(deliver)
   deliver = checkingValues(valuesValidator)(deliver)
 
-  const route = registerRoute(fastify, options, createRunValidator(options.allowedFields), deliver, telemetry.instrument)
+  const validate = createRunValidator(options.allowedFields)
+  const route = registerRoute(fastify, options, validate, deliver, telemetry.instrument)
 
   const decorator: LanggraphWebhooks<any, any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
     get path () { return route.path },
+    waitForRun: runs.waitForRun,
+    runs: runs.runs,
+    get webhookUrl () { return runs.webhookUrl() },
     withValues (schema) {
       if (schema !== options.valuesSchema) throw new ValuesSchemaMismatchError()
       return decorator
@@ -73,6 +98,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     }
   }
   fastify.decorate('langgraphWebhooks', decorator)
+  fastify.addHook('onReady', async () => { runs.start(deliver, validate) })
 }
 
 function sameFields (given: readonly unknown[], registered: readonly RunWebhookField[]): boolean {
@@ -96,3 +122,7 @@ export type { RunContext, RunListener, OnRun, Unsubscribe } from './listeners.js
 export type { LanggraphWebhooksOptions, DedupeOptions } from './options.js'
 export { openApiSecuritySchemes, type OpenApiOptions } from './openapi.js'
 export type { StandardSchemaV1, TypeBoxSchema, ValuesSchema } from './values-schema.js'
+export type { LanggraphOptions } from './runs/options.js'
+export type { LanggraphRuns } from './runs/index.js'
+export type { LanggraphClient, LanggraphRun, LanggraphStreamChunk, RunPayload } from './runs/sdk.js'
+export type { WaitForRunOptions } from './runs/waiters.js'

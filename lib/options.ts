@@ -6,6 +6,7 @@ import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
 import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApi } from './openapi.js'
 import type { RunWebhook, RunWebhookField } from './schemas.js'
+import { resolveLanggraphOptions, type LanggraphOptions, type ResolvedLanggraph } from './runs/options.js'
 import { isUsableToken, type TokenSource } from './token.js'
 import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
@@ -64,6 +65,8 @@ export interface LanggraphWebhooksOptions<
    * `valuesSchema` needs `values`. Default: every field, as both servers send.
    */
   allowedFields?: readonly Fields[]
+  /** Runs the application starts with `app.langgraphWebhooks.runs`, tracked and reconciled. Needs `@langchain/langgraph-sdk`. */
+  langgraph?: LanggraphOptions
 }
 
 export interface ResolvedDedupe {
@@ -91,6 +94,7 @@ export interface ResolvedOptions {
   openapi: ResolvedOpenApi
   /** The fields the server keeps; `undefined`: every field. */
   allowedFields: readonly RunWebhookField[] | undefined
+  langgraph: ResolvedLanggraph | undefined
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
   /** `prefix`, `logLevel` and `logSerializers`, as given. */
@@ -106,7 +110,7 @@ const VISIBLE_ASCII = /^[\x21-\x7e]+$/
 const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
 const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
-  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi', 'allowedFields'
+  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi', 'allowedFields', 'langgraph'
 ]
 // Fastify's own register options arrive along with ours. Under
 // fastify-plugin Fastify ignores them, so the plugin applies them to the
@@ -205,6 +209,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (dedupe !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'dedupe')
   if (given.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
   if (valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
+  if (given.langgraph !== undefined) requireRunFields(allowedFields, ['run_id'], 'langgraph')
 
   return {
     tokens,
@@ -220,6 +225,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     listenerTimeoutMs: positiveInteger(given.listenerTimeoutMs, 'listenerTimeoutMs', DEFAULT_LISTENER_TIMEOUT_MS),
     openapi: resolveOpenApiOptions(given.openapi),
     allowedFields,
+    langgraph: resolveLanggraphOptions(given.langgraph, tokens[0], new Set(sources as TokenSource[])),
     shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH),
     context: resolveContextOptions(given)
   }

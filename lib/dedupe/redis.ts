@@ -19,6 +19,12 @@ export const RedisDedupeStoreError = createError<[string]>(
   'Redis dedupe store: %s'
 )
 
+/**
+ * A store's connection, under a symbol (not enumerable): the plugin tracks
+ * started runs and relays deliveries to waiters on it.
+ */
+export const REDIS_CONNECTION = Symbol.for('fastify-langgraph-webhooks.redis')
+
 export const DEFAULT_REDIS_PREFIX = 'langgraph-webhooks:'
 export const DEFAULT_REDIS_TIMEOUT_MS = 1000
 
@@ -99,7 +105,7 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
     })
   }
 
-  return {
+  const store: DedupeStore = {
     async reserve (key: string, leaseMs: number, owner: string = anonymous): Promise<ReserveResult> {
       if (DISCONNECTED.has(client.status)) {
         throw new RedisDedupeStoreError(`Redis is unreachable (client ${client.status})`)
@@ -124,4 +130,6 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
       await bounded(scripts.langgraphWebhooksRelease(prefix + key, LEASE + owner), 'release')
     }
   }
+  Object.defineProperty(store, REDIS_CONNECTION, { value: { client, prefix, timeoutMs } })
+  return store
 }

@@ -1,0 +1,130 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { prepareRun } from '../delivery/prepare.js'
+import type { DeliveryMiddleware, DeliveryStep } from '../delivery/step.js'
+import { REDIS_CONNECTION } from '../dedupe/redis.js'
+import { LanggraphNotConfiguredError } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
+import type { RunWebhook } from '../schemas.js'
+import type { RunValidator } from '../validation.js'
+import { trackRuns } from './middleware.js'
+import { Reconciler } from './reconcile.js'
+import { createRedisRelay, createRedisRunTracker, type RedisConnection } from './redis.js'
+import type { LanggraphRun, LanggraphStreamChunk, RunPayload } from './sdk.js'
+import { createMemoryRunTracker, type RunTracker } from './tracker.js'
+import { RunWaiters, type WaitForRunOptions } from './waiters.js'
+
+/** `app.langgraphWebhooks.runs`: runs started with the webhook set, and tracked until a delivery of them is handled. */
+export interface LanggraphRuns {
+  /** `client.runs.create` with `webhook` set; `threadId` null for a stateless run. */
+  create (threadId: string | null, assistantId: string, payload?: RunPayload): Promise<LanggraphRun>
+  /** `client.runs.stream` with `webhook` set, yielding the SDK's chunks; a thread run is tracked from its metadata event. */
+  stream (threadId: string | null, assistantId: string, payload?: RunPayload): AsyncGenerator<LanggraphStreamChunk, void, undefined>
+}
+
+export interface Runs {
+  /** The middleware that resolves waiters and claims tracked runs. */
+  track: DeliveryMiddleware
+  /** Starts the reconciliation loop, which delivers through the whole pipeline. */
+  start (deliver: DeliveryStep, validate: RunValidator): void
+  waitForRun (runId: string, options?: WaitForRunOptions): Promise<RunWebhook<any>>
+  runs: LanggraphRuns
+  /** The webhook URL with its token. */
+  webhookUrl (): string
+  /** Stops the loop (before the server stops answering). */
+  stop (): Promise<void>
+  /** Rejects the waiters left and closes the connections of its own. */
+  close (): Promise<void>
+}
+
+/** The connection of a Redis dedupe store, or of the queue. */
+function redisOf (options: ResolvedOptions): RedisConnection | undefined {
+  // TODO(queue): the queue's connection, once `queue` is an option.
+  return (options.dedupe?.store as { [REDIS_CONNECTION]?: RedisConnection } | undefined)?.[REDIS_CONNECTION]
+}
+
+/** Everything of the runs the application starts and waits for, tracked in Redis when the plugin has a connection. */
+export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger): Promise<Runs> {
+  const redis = redisOf(options)
+  const waiters = new RunWaiters()
+  if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, (run) => waiters.heard(run), log))
+
+  const langgraph = options.langgraph
+  // A check or delivery holds a run for as long as its listeners may take, and some.
+  const limits = { leaseMs: options.listenerTimeoutMs + 30_000 }
+  let tracker: RunTracker | undefined
+  if (langgraph !== undefined) {
+    tracker = redis !== undefined
+      ? createRedisRunTracker(redis, limits)
+      : createMemoryRunTracker(limits, (run) => {
+        log.warn({ run_id: run.runId }, 'fastify-langgraph-webhooks: too many tracked runs, or tracked too long; the oldest is no longer reconciled')
+      })
+  }
+  let reconciler: Reconciler | undefined
+
+  async function trackRun (runId: string, threadId: string, stateless: boolean): Promise<void> {
+    const now = Date.now()
+    try {
+      await tracker!.track({ runId, threadId, stateless, createdAt: now, failures: 0 }, now + langgraph!.reconcileAfterMs)
+    } catch (error) {
+      // The run is started and its webhook set: only its reconciliation is lost.
+      log.error({ err: error, run_id: runId }, 'fastify-langgraph-webhooks: could not track a started run; it is not reconciled if its webhook never comes')
+    }
+  }
+
+  function configured (what: string): NonNullable<ResolvedOptions['langgraph']> {
+    if (langgraph === undefined) throw new LanggraphNotConfiguredError(what)
+    return langgraph
+  }
+
+  function withWebhook (payload: RunPayload | undefined, webhook: string, what: string): Record<string, unknown> {
+    if (payload !== undefined && (payload === null || typeof payload !== 'object')) throw new TypeError(`${what}: payload must be an object`)
+    if (payload?.webhook !== undefined) throw new TypeError(`${what}: payload.webhook is set by the plugin (app.langgraphWebhooks.webhookUrl); leave it out`)
+    return { ...payload, webhook }
+  }
+
+  const runs: LanggraphRuns = {
+    async create (threadId, assistantId, payload) {
+      const { client, webhookUrl } = configured('runs.create')
+      const run = await client.runs.create(threadId, assistantId, withWebhook(payload, webhookUrl, 'runs.create'))
+      await trackRun(run.run_id, run.thread_id, threadId === null)
+      return run
+    },
+    async * stream (threadId, assistantId, payload) {
+      const { client, webhookUrl } = configured('runs.stream')
+      // A stateless stream does not say which temporary thread runs it: nothing to fetch later.
+      let tracked = threadId === null
+      for await (const chunk of client.runs.stream(threadId, assistantId, withWebhook(payload, webhookUrl, 'runs.stream'))) {
+        if (!tracked && chunk.event === 'metadata' && typeof chunk.data?.run_id === 'string') {
+          tracked = true
+          await trackRun(chunk.data.run_id, threadId!, false)
+        }
+        yield chunk
+      }
+    }
+  }
+
+  return {
+    track: trackRuns(waiters, tracker),
+    start (deliver, validate) {
+      if (tracker === undefined) return
+      const { client, reconcileEveryMs, reconcileAfterMs } = langgraph!
+      reconciler = new Reconciler({
+        tracker,
+        client,
+        deliver,
+        validate,
+        prepare: (run) => prepareRun(run, options),
+        log,
+        reconcileEveryMs,
+        // Due runs are found within half a period of being due.
+        tickMs: Math.max(10, Math.round(Math.min(reconcileAfterMs, reconcileEveryMs) / 2))
+      })
+      reconciler.start()
+    },
+    waitForRun: (runId, waitOptions) => waiters.wait(runId, waitOptions),
+    runs,
+    webhookUrl: () => configured('webhookUrl').webhookUrl,
+    stop: async () => { await reconciler?.close() },
+    close: () => waiters.close()
+  }
+}

@@ -1,0 +1,154 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { RunDelivery } from '../delivery/delivery.js'
+import type { DeliveryStep } from '../delivery/step.js'
+import type { RunWebhook } from '../schemas.js'
+import type { RunValidator } from '../validation.js'
+import type { LanggraphClient, LanggraphRun } from './sdk.js'
+import type { RunTracker, TrackedRun } from './tracker.js'
+
+export interface ReconcilerOptions {
+  tracker: RunTracker
+  client: LanggraphClient
+  /** The whole pipeline, as a webhook goes through it. */
+  deliver: DeliveryStep
+  /** What the route does to a webhook body before delivering it: mask the token, check the age. */
+  prepare: (run: RunWebhook<unknown>) => void
+  validate: RunValidator
+  log: FastifyBaseLogger
+  reconcileEveryMs: number
+  /** How often the loop looks for due runs. */
+  tickMs: number
+}
+
+/** Checks in a row that fail (fetch or delivery) before a run is dropped. */
+export const MAX_FAILURES = 5
+/** Runs taken per look, and checked at once. */
+const BATCH = 100
+const CONCURRENCY = 4
+const ACTIVE = new Set(['pending', 'running'])
+
+/**
+ * The loop that recovers webhooks that never came (or whose handling
+ * failed): a tracked run that is due is fetched from the LangGraph server;
+ * still pending or running, it is checked again `reconcileEveryMs` later;
+ * terminal, it is delivered as its webhook would have been, with
+ * `reconciled: true`.
+ */
+export class Reconciler {
+  readonly #options: ReconcilerOptions
+  #timer: NodeJS.Timeout | undefined
+  #looking: Promise<void> | undefined
+  #closed = false
+
+  constructor (options: ReconcilerOptions) {
+    this.#options = options
+  }
+
+  start (): void {
+    if (this.#closed || this.#timer !== undefined) return
+    // The loop alone is no reason to keep the process alive.
+    this.#timer = setTimeout(() => {
+      this.#looking = this.look().finally(() => {
+        this.#looking = undefined
+        this.#timer = undefined
+        this.start()
+      })
+    }, this.#options.tickMs).unref()
+  }
+
+  /** Checks every run due now. */
+  async look (): Promise<void> {
+    const { tracker, log } = this.#options
+    let due: TrackedRun[]
+    try {
+      due = await tracker.due(Date.now(), BATCH)
+    } catch (error) {
+      log.error({ err: error }, 'fastify-langgraph-webhooks: could not read the tracked runs due for reconciliation')
+      return
+    }
+    for (let i = 0; i < due.length; i += CONCURRENCY) {
+      await Promise.all(due.slice(i, i + CONCURRENCY).map((run) => this.check(run)))
+    }
+  }
+
+  /** Fetches one tracked run and, once it is terminal, delivers it. */
+  async check (tracked: TrackedRun): Promise<void> {
+    const { client, tracker, deliver, prepare, validate, reconcileEveryMs } = this.#options
+    const log = this.#options.log.child({ run_id: tracked.runId, thread_id: tracked.threadId })
+    let body: RunWebhook<unknown>
+    try {
+      const run = await client.runs.get(tracked.threadId, tracked.runId)
+      if (ACTIVE.has(run.status)) {
+        log.debug({ status: run.status }, 'tracked run not finished yet; checked again later')
+        await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs)
+        return
+      }
+      body = await this.#webhookBody(run, tracked)
+    } catch (error) {
+      return await this.#failed(tracked, error, log, 'could not be fetched from the LangGraph server')
+    }
+    prepare(body)
+    const invalid = validate(body)
+    if (invalid !== undefined) {
+      log.error({ reason: invalid.message }, 'fastify-langgraph-webhooks: a reconciled run is not a valid run webhook; it is dropped')
+      return await this.#drop(tracked, log)
+    }
+    log.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
+    try {
+      await deliver(new RunDelivery(body, this.#options.log, undefined, true))
+    } catch (error) {
+      return await this.#failed(tracked, error, log, 'could not be delivered')
+    }
+    // Refused when its webhook is in flight: checked again in case that fails.
+    await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs).catch(noop)
+  }
+
+  /** The body its webhook would have carried. */
+  async #webhookBody (run: LanggraphRun, tracked: TrackedRun): Promise<RunWebhook<unknown>> {
+    const body: Record<string, unknown> = { ...run, webhook_sent_at: new Date().toISOString() }
+    // Like the JS server: no values for a stateless run (its thread is gone) nor a cancelled one.
+    if (tracked.stateless || run.status === 'interrupted') return body as unknown as RunWebhook<unknown>
+    const state = await this.#options.client.threads.getState(tracked.threadId)
+    if (state.values !== null && typeof state.values === 'object' && !Array.isArray(state.values)) body.values = state.values
+    if (run.status === 'error' && body.error === undefined) body.error = errorOf(state.tasks) ?? 'the run failed; the LangGraph server did not say why'
+    return body as unknown as RunWebhook<unknown>
+  }
+
+  async #failed (tracked: TrackedRun, error: unknown, log: FastifyBaseLogger, what: string): Promise<void> {
+    const failures = tracked.failures + 1
+    if (failures >= MAX_FAILURES) {
+      log.error({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}, ${failures} times; it is dropped`)
+      return await this.#drop(tracked, log)
+    }
+    log.warn({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}; it is checked again later`)
+    await this.#options.tracker.reschedule({ ...tracked, failures }, Date.now() + this.#options.reconcileEveryMs).catch(noop)
+  }
+
+  async #drop (tracked: TrackedRun, log: FastifyBaseLogger): Promise<void> {
+    await this.#options.tracker.drop(tracked.runId).catch((error: unknown) => {
+      log.error({ err: error }, 'fastify-langgraph-webhooks: could not drop a tracked run; it expires by itself')
+    })
+  }
+
+  /** Stops the loop; waits for the checks under way. */
+  async close (): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    await this.#looking
+  }
+}
+
+/** A failed task's error: the JS server stores `{"message", "name"}` as JSON, Python a string. */
+export function errorOf (tasks: ReadonlyArray<{ error?: unknown }> | undefined): string | undefined {
+  for (const task of tasks ?? []) {
+    if (typeof task.error !== 'string' || task.error === '') continue
+    try {
+      const parsed = JSON.parse(task.error)
+      if (typeof parsed?.message === 'string') return parsed.message
+    } catch {}
+    return task.error
+  }
+  return undefined
+}
+
+function noop (): void {}

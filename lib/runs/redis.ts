@@ -1,0 +1,210 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import { redactRun } from '../redact.js'
+import type { RunWebhook } from '../schemas.js'
+import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
+import type { WaitRelay } from './waiters.js'
+
+/** The Redis connection the plugin shares with its dedupe store or queue. */
+export interface RedisConnection {
+  client: Redis
+  /** Prepended to every key and channel. */
+  prefix: string
+  /** The longest an operation may take before it fails. */
+  timeoutMs: number
+}
+
+// Claims (KEYS[1] claim key): `w:<n>` n webhooks in flight, `r:<owner>` a
+// reconciliation in flight, `done:w` / `done:r` handled by either path.
+
+// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] ttl, ARGV[4] run id.
+const TRACK = `local c = redis.call('GET', KEYS[1])
+if c == 'done:w' or c == 'done:r' then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+return 1`
+
+// KEYS[1] claim, KEYS[2] run; ARGV[1] path, ARGV[2] owner, ARGV[3] lease.
+const CLAIM = `local c = redis.call('GET', KEYS[1])
+if ARGV[1] == 'webhook' then
+  if c == 'done:w' then return 'passed' end
+  if c == 'done:r' or (c and string.sub(c, 1, 2) == 'r:') then return 'refused' end
+  local n = 1
+  if c then n = tonumber(string.sub(c, 3)) + 1 end
+  redis.call('SET', KEYS[1], 'w:' .. n, 'PX', ARGV[3])
+  return 'claimed'
+end
+if c or redis.call('EXISTS', KEYS[2]) == 0 then return 'refused' end
+redis.call('SET', KEYS[1], 'r:' .. ARGV[2], 'PX', ARGV[3])
+return 'claimed'`
+
+// KEYS[1] claim; ARGV[1] path, ARGV[2] owner.
+const RELEASE = `local c = redis.call('GET', KEYS[1])
+if not c then return 0 end
+if ARGV[1] == 'webhook' then
+  if string.sub(c, 1, 2) ~= 'w:' then return 0 end
+  local n = tonumber(string.sub(c, 3)) - 1
+  if n <= 0 then return redis.call('DEL', KEYS[1]) end
+  redis.call('SET', KEYS[1], 'w:' .. n, 'KEEPTTL')
+  return 1
+end
+if c == 'r:' .. ARGV[2] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] mark, ARGV[2] its ttl, ARGV[3] run id.
+const HANDLED = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[3])
+return 1`
+
+// KEYS[1] due; ARGV[1] now, ARGV[2] limit, ARGV[3] lease end, ARGV[4] run key prefix.
+// Takes the due runs for the lease, and forgets those whose tracking expired.
+const DUE = `local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  local run = redis.call('GET', ARGV[4] .. id)
+  if run then
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    out[#out + 1] = run
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out`
+
+// KEYS[1] run, KEYS[2] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] run id.
+const RESCHEDULE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1`
+
+interface TrackerCommands {
+  langgraphRunsTrack (claim: string, run: string, due: string, json: string, dueAt: number, ttlMs: number, runId: string): Promise<number>
+  langgraphRunsClaim (claim: string, run: string, path: string, owner: string, leaseMs: number): Promise<'claimed' | 'refused' | 'passed'>
+  langgraphRunsRelease (claim: string, path: string, owner: string): Promise<number>
+  langgraphRunsHandled (claim: string, run: string, due: string, mark: string, ttlMs: number, runId: string): Promise<number>
+  langgraphRunsDue (due: string, now: number, limit: number, leaseEnd: number, runPrefix: string): Promise<string[]>
+  langgraphRunsReschedule (run: string, due: string, json: string, dueAt: number, runId: string): Promise<number>
+}
+
+/** Statuses in which ioredis would only queue a command: fail at once instead. */
+const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
+
+/** A Redis operation of the tracker or relay failed fast. */
+export class RedisUnavailableError extends Error {
+  name = 'RedisUnavailableError'
+}
+
+function bounded<T> (client: Redis, timeoutMs: number, what: string, operation: () => Promise<T>): Promise<T> {
+  if (DISCONNECTED.has(client.status)) return Promise.reject(new RedisUnavailableError(`Redis is unreachable (client ${client.status})`))
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RedisUnavailableError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`)), timeoutMs)
+    operation().then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, (error: unknown) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+}
+
+/**
+ * Tracked runs in Redis, shared by every instance and kept across restarts:
+ * `<prefix>runs:run:<id>` (the run, expiring `MAX_TRACKED_MS` after it was
+ * tracked), `<prefix>runs:due` (a sorted set of check times), and
+ * `<prefix>runs:claim:<id>` (who is delivering it, or that it was handled).
+ * Each operation is one Lua script, so that a webhook and a reconciliation
+ * on two instances cannot both take a run.
+ */
+export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConnection, { leaseMs }: TrackerLimits): RunTracker {
+  client.defineCommand('langgraphRunsTrack', { numberOfKeys: 3, lua: TRACK })
+  client.defineCommand('langgraphRunsClaim', { numberOfKeys: 2, lua: CLAIM })
+  client.defineCommand('langgraphRunsRelease', { numberOfKeys: 1, lua: RELEASE })
+  client.defineCommand('langgraphRunsHandled', { numberOfKeys: 3, lua: HANDLED })
+  client.defineCommand('langgraphRunsDue', { numberOfKeys: 1, lua: DUE })
+  client.defineCommand('langgraphRunsReschedule', { numberOfKeys: 2, lua: RESCHEDULE })
+  const redis = client as unknown as TrackerCommands
+  const runPrefix = `${prefix}runs:run:`
+  const dueKey = `${prefix}runs:due`
+  const claimKey = (runId: string): string => `${prefix}runs:claim:${runId}`
+  const runKey = (runId: string): string => runPrefix + runId
+  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation)
+
+  return {
+    async track (tracked, dueAt) {
+      const ttlMs = Math.max(1, tracked.createdAt + MAX_TRACKED_MS - Date.now())
+      const json = JSON.stringify(tracked)
+      return await run('track', () => redis.langgraphRunsTrack(claimKey(tracked.runId), runKey(tracked.runId), dueKey, json, dueAt, ttlMs, tracked.runId)) === 1
+    },
+    claim (runId, path, owner) {
+      return run('claim', () => redis.langgraphRunsClaim(claimKey(runId), runKey(runId), path, owner, leaseMs))
+    },
+    async release (runId, path, owner) {
+      await run('release', () => redis.langgraphRunsRelease(claimKey(runId), path, owner))
+    },
+    async handled (runId, path) {
+      const [mark, ttlMs] = path === 'webhook' ? ['done:w', HANDLED_MS] : ['done:r', RECONCILED_MS]
+      await run('handled', () => redis.langgraphRunsHandled(claimKey(runId), runKey(runId), dueKey, mark, ttlMs, runId))
+    },
+    async due (now, limit) {
+      const found = await run('due', () => redis.langgraphRunsDue(dueKey, now, limit, now + leaseMs, runPrefix))
+      return found.map((json) => JSON.parse(json) as TrackedRun)
+    },
+    async reschedule (tracked, dueAt) {
+      await run('reschedule', () => redis.langgraphRunsReschedule(runKey(tracked.runId), dueKey, JSON.stringify(tracked), dueAt, tracked.runId))
+    },
+    async drop (runId) {
+      await run('drop', () => client.multi().del(runKey(runId)).zrem(dueKey, runId).exec())
+    }
+  }
+}
+
+/**
+ * Deliveries received by one instance resolve the waiters of all: each
+ * delivery is published on `<prefix>runs:delivered`, and every instance
+ * listens on a connection of its own (a subscribed connection can do
+ * nothing else). The published run has its token masked whatever
+ * `redactToken` says: it leaves the process.
+ */
+export async function createRedisRelay (
+  { client, prefix, timeoutMs }: RedisConnection,
+  heard: (run: RunWebhook<unknown>) => void,
+  log: FastifyBaseLogger
+): Promise<WaitRelay> {
+  const channel = `${prefix}runs:delivered`
+  const self = randomBytes(9).toString('base64url')
+  const subscriber = client.duplicate()
+  subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
+  subscriber.on('message', (_channel: string, message: string) => {
+    let parsed: { from?: unknown, run?: RunWebhook<unknown> }
+    try {
+      parsed = JSON.parse(message)
+    } catch {
+      return
+    }
+    if (parsed.from !== self && typeof parsed.run?.run_id === 'string') heard(parsed.run)
+  })
+  try {
+    await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel))
+  } catch (error) {
+    // The subscription is made again when Redis comes back (ioredis resubscribes on reconnect).
+    log.warn({ err: error }, 'fastify-langgraph-webhooks: could not subscribe to the deliveries of other instances yet')
+  }
+
+  return {
+    publish (run) {
+      // Queued while disconnected, it would resolve waiters long after; they time out instead.
+      if (DISCONNECTED.has(client.status)) return
+      const masked = { ...run, kwargs: { ...run.kwargs } }
+      redactRun(masked)
+      client.publish(channel, JSON.stringify({ from: self, run: masked })).catch((error: unknown) => {
+        log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: could not tell other instances about a delivery')
+      })
+    },
+    async close () {
+      subscriber.disconnect()
+    }
+  }
+}

@@ -1,0 +1,152 @@
+import { ShuttingDownError, WaitTimeoutError } from '../errors.js'
+import type { RunWebhook } from '../schemas.js'
+
+export interface WaitForRunOptions {
+  /** How long to wait before rejecting with `FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT`. Default 10 minutes. */
+  timeoutMs?: number
+  /** Rejects the wait with the signal's reason when aborted. */
+  signal?: AbortSignal
+}
+
+export const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60 * 1000
+/** How long a delivery is remembered for a caller that gets to wait after it arrived. */
+export const REMEMBER_MS = 60 * 1000
+/** The most deliveries remembered at once (the oldest is forgotten first), so that a burst cannot take the memory. */
+export const MAX_REMEMBERED = 10_000
+// setTimeout fires at once for longer delays.
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
+interface Waiter {
+  resolve: (run: RunWebhook<unknown>) => void
+  reject: (reason: unknown) => void
+  timer: NodeJS.Timeout
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+}
+
+/** Tells the other instances about a delivery received here (Redis pub/sub). */
+export interface WaitRelay {
+  publish (run: RunWebhook<unknown>): void
+  close (): Promise<void>
+}
+
+/**
+ * Callers waiting for a run's delivery, and the deliveries of the last
+ * minute for callers that come late (runs often finish before the code that
+ * started them gets to wait). Every waiter holds one timer, dropped as soon
+ * as it settles; remembered deliveries expire on one shared timer.
+ */
+export class RunWaiters {
+  readonly #waiting = new Map<string, Set<Waiter>>()
+  readonly #remembered = new Map<string, { run: RunWebhook<unknown>, until: number }>()
+  #sweep: NodeJS.Timeout | undefined
+  #relay: WaitRelay | undefined
+  #closed = false
+
+  /** Sends the deliveries received here to the waiters of other instances too. */
+  relayTo (relay: WaitRelay): void {
+    this.#relay = relay
+  }
+
+  wait (runId: string, options: WaitForRunOptions = {}): Promise<RunWebhook<unknown>> {
+    if (typeof runId !== 'string' || runId.length === 0) {
+      return Promise.reject(new TypeError('waitForRun(runId): runId must be a non-empty string (run.run_id)'))
+    }
+    if (options === null || typeof options !== 'object') {
+      return Promise.reject(new TypeError('waitForRun(runId, options): options must be an object { timeoutMs?, signal? }'))
+    }
+    const { timeoutMs = DEFAULT_WAIT_TIMEOUT_MS, signal } = options
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
+      return Promise.reject(new TypeError(`waitForRun: timeoutMs must be a positive integer of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof timeoutMs === 'string' ? `the string ${JSON.stringify(timeoutMs)}` : String(timeoutMs)}`))
+    }
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      return Promise.reject(new TypeError('waitForRun: signal must be an AbortSignal'))
+    }
+    if (signal?.aborted === true) return Promise.reject(signal.reason)
+    const remembered = this.#remembered.get(runId)
+    if (remembered !== undefined && remembered.until > Date.now()) return Promise.resolve(remembered.run)
+    if (this.#closed) return Promise.reject(new ShuttingDownError())
+
+    return new Promise((resolve, reject) => {
+      let waiters = this.#waiting.get(runId)
+      if (waiters === undefined) this.#waiting.set(runId, waiters = new Set())
+      const set = waiters
+      const settle = (): void => {
+        clearTimeout(waiter.timer)
+        if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort)
+        set.delete(waiter)
+        if (set.size === 0 && this.#waiting.get(runId) === set) this.#waiting.delete(runId)
+      }
+      const waiter: Waiter = {
+        resolve: (run) => {
+          settle()
+          resolve(run)
+        },
+        reject: (reason) => {
+          settle()
+          reject(reason)
+        },
+        timer: setTimeout(() => waiter.reject(new WaitTimeoutError(runId, timeoutMs)), timeoutMs),
+        signal,
+        onAbort: undefined
+      }
+      if (signal !== undefined) {
+        waiter.onAbort = () => waiter.reject(signal.reason)
+        signal.addEventListener('abort', waiter.onAbort, { once: true })
+      }
+      set.add(waiter)
+    })
+  }
+
+  /** A delivery of the run was received by this instance. */
+  arrived (run: RunWebhook<unknown>): void {
+    this.heard(run)
+    this.#relay?.publish(run)
+  }
+
+  /** A delivery of the run was received, here or by another instance. */
+  heard (run: RunWebhook<unknown>): void {
+    if (this.#closed) return
+    const runId = run.run_id
+    const waiters = this.#waiting.get(runId)
+    if (waiters !== undefined) {
+      this.#waiting.delete(runId)
+      for (const waiter of waiters) waiter.resolve(run)
+    }
+    this.#remember(runId, run)
+  }
+
+  #remember (runId: string, run: RunWebhook<unknown>): void {
+    // Re-inserted at the end: the map stays in order of expiry.
+    this.#remembered.delete(runId)
+    this.#remembered.set(runId, { run, until: Date.now() + REMEMBER_MS })
+    if (this.#remembered.size > MAX_REMEMBERED) this.#remembered.delete(this.#remembered.keys().next().value!)
+    this.#sweep ??= this.#scheduleSweep()
+  }
+
+  #scheduleSweep (): NodeJS.Timeout | undefined {
+    const oldest = this.#remembered.values().next()
+    if (oldest.done === true) return undefined
+    // Remembered deliveries are no reason to keep the process alive.
+    return setTimeout(() => {
+      const now = Date.now()
+      for (const [runId, { until }] of this.#remembered) {
+        if (until > now) break
+        this.#remembered.delete(runId)
+      }
+      this.#sweep = this.#scheduleSweep()
+    }, Math.max(0, oldest.value.until - Date.now()) + 1).unref()
+  }
+
+  /** Rejects every waiter (the application is closing) and forgets every delivery. */
+  async close (): Promise<void> {
+    this.#closed = true
+    for (const waiters of [...this.#waiting.values()]) {
+      for (const waiter of waiters) waiter.reject(new ShuttingDownError())
+    }
+    clearTimeout(this.#sweep)
+    this.#sweep = undefined
+    this.#remembered.clear()
+    await this.#relay?.close()
+  }
+}
