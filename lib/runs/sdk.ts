@@ -10,10 +10,8 @@ export interface LanggraphRun {
   created_at: string
   updated_at: string
   status: string
-  metadata: Record<string, unknown> | null
+  metadata?: Record<string, unknown> | null
   multitask_strategy?: string | null
-  kwargs?: Record<string, unknown>
-  [field: string]: unknown
 }
 
 /** A chunk of `client.runs.stream`; the first is `{ event: 'metadata', data: { run_id } }`. */

@@ -101,8 +101,8 @@ interface Entry {
 /** Tracked runs in this process: lost with it, seen by no other instance. */
 export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }: TrackerLimits, onDropped: (run: TrackedRun) => void): RunTracker {
   const runs = new Map<string, Entry>()
-  // Webhooks in flight per run, or the reconciliation holding it.
-  const claims = new Map<string, number | 'reconcile'>()
+  // Webhooks in flight per run, or the owner of the reconciliation holding it.
+  const claims = new Map<string, number | string>()
   const handledByWebhook = new ExpiringKeys(HANDLED_MS, maxRuns)
   const reconciled = new ExpiringKeys(RECONCILED_MS, maxRuns)
 
@@ -124,23 +124,23 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }:
       return true
     },
 
-    async claim (runId, path) {
+    async claim (runId, path, owner) {
       const claim = claims.get(runId)
       if (path === 'webhook') {
-        if (reconciled.has(runId) || claim === 'reconcile') return 'refused'
+        if (reconciled.has(runId) || typeof claim === 'string') return 'refused'
         if (handledByWebhook.has(runId)) return 'passed'
         claims.set(runId, (claim ?? 0) + 1)
         return 'claimed'
       }
       if (claim !== undefined || !runs.has(runId)) return 'refused'
-      claims.set(runId, 'reconcile')
+      claims.set(runId, owner)
       return 'claimed'
     },
 
-    async release (runId, path) {
+    async release (runId, path, owner) {
       const claim = claims.get(runId)
       if (path === 'reconcile') {
-        if (claim === 'reconcile') claims.delete(runId)
+        if (claim === owner) claims.delete(runId)
       } else if (typeof claim === 'number') {
         if (claim > 1) claims.set(runId, claim - 1)
         else claims.delete(runId)

@@ -42,6 +42,13 @@ export class RunWaiters {
   #sweep: NodeJS.Timeout | undefined
   #relay: WaitRelay | undefined
   #closed = false
+  readonly #rememberMs: number
+  readonly #maxRemembered: number
+
+  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED } = {}) {
+    this.#rememberMs = rememberMs
+    this.#maxRemembered = maxRemembered
+  }
 
   /** Sends the deliveries received here to the waiters of other instances too. */
   relayTo (relay: WaitRelay): void {
@@ -119,8 +126,8 @@ export class RunWaiters {
   #remember (runId: string, run: RunWebhook<unknown>): void {
     // Re-inserted at the end: the map stays in order of expiry.
     this.#remembered.delete(runId)
-    this.#remembered.set(runId, { run, until: Date.now() + REMEMBER_MS })
-    if (this.#remembered.size > MAX_REMEMBERED) this.#remembered.delete(this.#remembered.keys().next().value!)
+    this.#remembered.set(runId, { run, until: Date.now() + this.#rememberMs })
+    if (this.#remembered.size > this.#maxRemembered) this.#remembered.delete(this.#remembered.keys().next().value!)
     this.#sweep ??= this.#scheduleSweep()
   }
 

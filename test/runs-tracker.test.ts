@@ -1,0 +1,166 @@
+// The two stores of tracked runs answer alike: the same cases run against
+// the memory tracker and the Redis one (a real redis-server).
+import t, { type Test } from 'tap'
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { createMemoryRunTracker, HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun } from '../lib/runs/tracker.js'
+import { createRedisRunTracker, RedisUnavailableError } from '../lib/runs/redis.js'
+import { startRedisServer } from './helpers/redis-server.js'
+
+const LEASE_MS = 1000
+const server = await startRedisServer()
+t.teardown(() => server.stop())
+
+function noop (): void {}
+
+async function connect (t: Test): Promise<Redis> {
+  const client = new Redis(server.port, '127.0.0.1', { retryStrategy: () => 50 })
+  client.on('error', noop)
+  t.teardown(() => client.disconnect())
+  await client.ping()
+  return client
+}
+
+function tracked (overrides: Partial<TrackedRun> = {}): TrackedRun {
+  return { runId: randomUUID(), threadId: randomUUID(), stateless: false, createdAt: Date.now(), failures: 0, ...overrides }
+}
+
+const kinds: Record<string, (t: Test) => Promise<RunTracker>> = {
+  memory: async () => createMemoryRunTracker({ leaseMs: LEASE_MS }, noop),
+  redis: async (t) => createRedisRunTracker({ client: await connect(t), prefix: `test:${randomUUID()}:`, timeoutMs: 500 }, { leaseMs: LEASE_MS })
+}
+
+for (const [kind, create] of Object.entries(kinds)) {
+  t.test(`${kind}: a tracked run comes due, is leased, rescheduled and dropped`, async (t) => {
+    const tracker = await create(t)
+    const run = tracked()
+    const now = Date.now()
+    t.equal(await tracker.track(run, now + 100), true)
+    t.same(await tracker.due(now, 10), [], 'not due yet')
+    t.same(await tracker.due(now + 100, 10), [run], 'due')
+    t.same(await tracker.due(now + 100 + LEASE_MS - 1, 10), [], 'leased to the check that took it')
+    t.same(await tracker.due(now + 100 + LEASE_MS, 10), [run], 'due again once the lease ran out (a check that died)')
+    await tracker.reschedule({ ...run, failures: 2 }, now + 5000)
+    t.same(await tracker.due(now + 4999, 10), [])
+    t.same(await tracker.due(now + 5000, 10), [{ ...run, failures: 2 }], 'rescheduled with its failures')
+    await tracker.drop(run.runId)
+    t.same(await tracker.due(now + 100_000, 10), [], 'dropped')
+    await tracker.reschedule(run, now)
+    t.same(await tracker.due(now + 100_000, 10), [], 'rescheduling an untracked run does not track it')
+  })
+
+  t.test(`${kind}: due runs come in batches`, async (t) => {
+    const tracker = await create(t)
+    const now = Date.now()
+    for (let i = 0; i < 5; i++) await tracker.track(tracked(), now)
+    t.equal((await tracker.due(now, 3)).length, 3)
+    t.equal((await tracker.due(now, 3)).length, 2)
+  })
+
+  t.test(`${kind}: a webhook and a reconciliation never both have a run`, async (t) => {
+    const tracker = await create(t)
+    const run = tracked()
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'a'), 'refused', 'an untracked run is not reconciled')
+    await tracker.track(run, Date.now())
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w1'), 'claimed')
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w2'), 'claimed', 'webhooks together (duplicates are dedupe\'s concern)')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'a'), 'refused', 'not while a webhook has it')
+    await tracker.release(run.runId, 'webhook', 'w1')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'a'), 'refused', 'nor while the other webhook has it')
+    await tracker.release(run.runId, 'webhook', 'w2')
+    await tracker.release(run.runId, 'webhook', 'w2')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'a'), 'claimed', 'once both failed')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'b'), 'refused', 'one reconciliation at a time')
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w3'), 'refused', 'a webhook while it is reconciled')
+    await tracker.release(run.runId, 'reconcile', 'b')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'b'), 'refused', 'only its holder releases a reconciliation')
+    await tracker.release(run.runId, 'webhook', 'w3')
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w3'), 'refused', 'nor does a webhook release it')
+    await tracker.release(run.runId, 'reconcile', 'a')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'b'), 'claimed')
+    await tracker.handled(run.runId, 'reconcile')
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w4'), 'refused', 'a webhook after the reconciliation')
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'c'), 'refused')
+    t.same(await tracker.due(Date.now() + MAX_TRACKED_MS, 10), [], 'no longer tracked')
+    t.equal(await tracker.track(run, Date.now()), false, 'nor tracked again')
+  })
+
+  t.test(`${kind}: a webhook handled first ends the tracking, even one that beats runs.create's reply`, async (t) => {
+    const tracker = await create(t)
+    const run = tracked()
+    await tracker.track(run, Date.now())
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w1'), 'claimed')
+    await tracker.handled(run.runId, 'webhook')
+    t.same(await tracker.due(Date.now() + 1000, 10), [])
+    t.equal(await tracker.claim(run.runId, 'reconcile', 'a'), 'refused')
+    t.equal(await tracker.claim(run.runId, 'webhook', 'w2'), 'passed', 'a later webhook goes through, untracked')
+    await tracker.release(run.runId, 'webhook', 'w2')
+
+    const early = tracked()
+    t.equal(await tracker.claim(early.runId, 'webhook', 'w1'), 'claimed', 'a webhook of a run not tracked yet')
+    await tracker.handled(early.runId, 'webhook')
+    t.equal(await tracker.track(early, Date.now()), false, 'then runs.create\'s tracking is a no-op')
+    t.same(await tracker.due(Date.now() + 1000, 10), [])
+  })
+}
+
+t.test('memory: bounded (the oldest run dropped first, and reported), and expiring', async (t) => {
+  const dropped: string[] = []
+  const tracker = createMemoryRunTracker({ leaseMs: LEASE_MS, maxRuns: 2 }, (run) => dropped.push(run.runId))
+  const [a, b, c] = [tracked(), tracked(), tracked({ createdAt: Date.now() - MAX_TRACKED_MS })]
+  const now = Date.now()
+  await tracker.track(a, now)
+  await tracker.track(b, now)
+  await tracker.track(c, now)
+  t.same(dropped, [a.runId], 'the oldest')
+  t.same(await tracker.due(now, 10), [b], 'a run tracked for longer than a day is dropped')
+  t.same(dropped, [a.runId, c.runId])
+
+  // The marks of handled runs expire too.
+  const clock = t.capture(Date, 'now', () => at)
+  let at = now
+  await tracker.track(a, now)
+  await tracker.handled(a.runId, 'webhook')
+  t.equal(await tracker.track(a, now), false)
+  at += HANDLED_MS
+  t.equal(await tracker.track(a, now), true, 'tracked again a minute after its webhook was handled')
+  await tracker.handled(a.runId, 'reconcile')
+  at += RECONCILED_MS - 1
+  t.equal(await tracker.claim(a.runId, 'webhook', 'w'), 'refused')
+  at += 1
+  t.equal(await tracker.claim(a.runId, 'webhook', 'w'), 'claimed', 'a webhook an hour after the reconciliation goes through')
+  t.ok(clock.args().length > 0)
+})
+
+t.test('memory: the marks of handled runs are bounded', async (t) => {
+  const tracker = createMemoryRunTracker({ leaseMs: LEASE_MS, maxRuns: 2 }, noop)
+  const runs = [tracked(), tracked(), tracked()]
+  for (const run of runs) await tracker.handled(run.runId, 'reconcile')
+  t.equal(await tracker.claim(runs[0].runId, 'webhook', 'w'), 'claimed', 'the oldest mark was forgotten')
+  t.equal(await tracker.claim(runs[2].runId, 'webhook', 'w'), 'refused')
+})
+
+t.test('redis: fails fast while Redis is unreachable, and works again after', async (t) => {
+  const client = await connect(t)
+  const tracker = createRedisRunTracker({ client, prefix: `test:${randomUUID()}:`, timeoutMs: 300 }, { leaseMs: LEASE_MS })
+  const run = tracked()
+  await tracker.track(run, Date.now())
+  await server.stop()
+  while (client.status === 'ready') await new Promise((resolve) => setTimeout(resolve, 10))
+  await t.rejects(tracker.claim(run.runId, 'webhook', 'w'), RedisUnavailableError)
+  await server.start()
+  await client.ping()
+  t.equal(await tracker.claim(randomUUID(), 'webhook', 'w'), 'claimed', 'works again (the restarted Redis is empty)')
+})
+
+t.test('redis: an operation that takes too long fails after timeoutMs', async (t) => {
+  const client = await connect(t)
+  const tracker = createRedisRunTracker({ client, prefix: `test:${randomUUID()}:`, timeoutMs: 100 }, { leaseMs: LEASE_MS })
+  const admin = await connect(t)
+  await admin.client('PAUSE', 400, 'ALL')
+  const started = Date.now()
+  await t.rejects(tracker.due(Date.now(), 10), { message: /took longer than 100 ms/ })
+  t.ok(Date.now() - started < 350)
+  await new Promise((resolve) => setTimeout(resolve, 400 - (Date.now() - started)))
+  t.same(await tracker.due(Date.now(), 10), [])
+})
