@@ -80,10 +80,6 @@ class ExpiringKeys {
     return until !== undefined && until > Date.now()
   }
 
-  delete (key: string): void {
-    this.#until.delete(key)
-  }
-
   prune (): void {
     const now = Date.now()
     for (const [key, until] of this.#until) {

@@ -11,7 +11,7 @@ import langgraphWebhooks, { serializeRequest, type RunWebhook } from '../../lib/
 import { createRedisDedupeStore } from '../../lib/dedupe/redis.js'
 import { buildRunWebhook, deliverRun } from '../../lib/testing.js'
 import { startRedisServer } from '../helpers/redis-server.js'
-import { startLangGraphServer } from './langgraph-server.js'
+import { startLangGraphServer } from '../../examples/langgraph-server.js'
 
 const token = randomBytes(32).toString('hex')
 const redis = await startRedisServer()

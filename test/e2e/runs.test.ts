@@ -10,6 +10,8 @@ import { Type } from '@sinclair/typebox'
 import langgraphWebhooks, { serializeRequest, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../../lib/index.js'
 import { startLangGraphServer } from '../../examples/langgraph-server.js'
 import { FAIL_PREFIX } from '../../examples/graph.js'
+import { MAX_FAILURES } from '../../lib/runs/reconcile.js'
+import { MAX_TRACKED_MS } from '../../lib/runs/tracker.js'
 
 const token = randomBytes(32).toString('hex')
 const RECONCILE = { reconcileAfterMs: 300, reconcileEveryMs: 150 }
@@ -40,9 +42,9 @@ const lines: string[] = []
 
 /** An app listening on a port of its own, with the plugin; `webhookPath` is where its runs' webhooks go. */
 async function receiver (
-  options: { webhookPath?: string, setup?: (app: FastifyInstance) => void } & Partial<LanggraphWebhooksOptions> = {}
+  options: { webhookPath?: string, setup?: (app: FastifyInstance) => void, reconcile?: typeof RECONCILE } & Partial<LanggraphWebhooksOptions> = {}
 ): Promise<{ app: FastifyInstance, seen: Seen[] }> {
-  const { webhookPath = '/webhooks/langgraph', setup, ...rest } = options
+  const { webhookPath = '/webhooks/langgraph', setup, reconcile = RECONCILE, ...rest } = options
   const port = await freePort()
   const app = Fastify({
     logger: { level: 'debug', serializers: { req: serializeRequest }, stream: { write: (line: string) => { lines.push(line) } } }
@@ -51,9 +53,9 @@ async function receiver (
   app.post('/nowhere', async (request, reply) => reply.code(404).send())
   await app.register(langgraphWebhooks, {
     token,
-    langgraph: { client, webhookUrl: `http://127.0.0.1:${port}${webhookPath}`, ...RECONCILE },
+    langgraph: { client, webhookUrl: `http://127.0.0.1:${port}${webhookPath}`, ...reconcile },
     ...rest
-  })
+  } as LanggraphWebhooksOptions)
   const seen: Seen[] = []
   app.langgraphWebhooks.onRun((run, { reconciled }: RunContext) => {
     seen.push({ run: structuredClone(run), reconciled })
@@ -196,6 +198,48 @@ t.test('a reconciled run whose values fail the valuesSchema is logged and droppe
   await sleep(RECONCILE.reconcileEveryMs * 3)
   t.same(of(seen, run.run_id), [], 'no listener got it')
   t.equal(lines.filter((line) => line.includes(run.run_id) && line.includes('not a valid run webhook')).length, 1, 'dropped after one try')
+})
+
+t.test('a run that cannot be fetched any more (a stateless run\'s thread is deleted with it) is dropped after a few tries', async (t) => {
+  const { app, seen } = await receiver({ webhookPath: '/nowhere' })
+  const run = await app.langgraphWebhooks.runs.create(null, graphId, { input: { messages: ['gone'] } })
+  const mine = (): string[] => lines.filter((line) => line.includes(run.run_id))
+  const deadline = Date.now() + 10_000
+  while (!mine().some((line) => line.includes('it is dropped')) && Date.now() < deadline) await sleep(20)
+  await sleep(RECONCILE.reconcileEveryMs * 3)
+  const tries = mine().filter((line) => line.includes('could not be fetched'))
+  t.equal(tries.length, MAX_FAILURES, `${MAX_FAILURES} tries`)
+  t.match(JSON.parse(tries.at(-1)!), { level: 50, failures: MAX_FAILURES, msg: /it is dropped/ }, 'the last one logged as an error')
+  t.same(of(seen, run.run_id), [])
+})
+
+t.test('a reconciled delivery whose listener fails is tried again at the next check', async (t) => {
+  let failures = 0
+  const { app, seen } = await receiver({
+    webhookPath: '/nowhere',
+    setup (app) {
+      app.langgraphWebhooks.onRun(() => { if (failures++ === 0) throw new Error('not yet') })
+    }
+  })
+  const thread = await client.threads.create()
+  const run = await app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['again'] } })
+  const deadline = Date.now() + 10_000
+  while (of(seen, run.run_id).length < 2 && Date.now() < deadline) await sleep(20)
+  await sleep(RECONCILE.reconcileEveryMs * 3)
+  t.same(of(seen, run.run_id).map((s) => s.reconciled), [true, true], 'delivered twice: the failure, then the success')
+  t.ok(lines.some((line) => line.includes(run.run_id) && line.includes('could not be delivered; it is checked again later')))
+})
+
+t.test('a run tracked for longer than a day is dropped, with a warning', async (t) => {
+  const { app, seen } = await receiver({ webhookPath: '/nowhere', reconcile: { reconcileAfterMs: 60_000, reconcileEveryMs: 100 } })
+  const thread = await client.threads.create()
+  const run = await app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['old'] } })
+  const realNow = Date.now
+  t.capture(Date, 'now', () => realNow() + MAX_TRACKED_MS)
+  const deadline = realNow() + 5_000
+  while (!lines.some((line) => line.includes(run.run_id) && line.includes('no longer reconciled')) && realNow() < deadline) await sleep(20)
+  t.ok(lines.some((line) => line.includes(run.run_id) && line.includes('no longer reconciled')))
+  t.same(of(seen, run.run_id), [])
 })
 
 t.test('the token is in no log line', async (t) => {
