@@ -2,7 +2,14 @@
 // the memory tracker and the Redis one (a real redis-server).
 import t, { type Test } from 'tap'
 import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { Redis } from 'ioredis'
+import Fastify from 'fastify'
+import plugin from '../lib/index.js'
+import { createRedisDedupeStore } from '../lib/dedupe/redis.js'
+import { buildRunWebhook, deliverRun } from '../lib/testing.js'
+import { TOKEN } from './helpers/app.js'
+import { logSink } from './helpers/log.js'
 import { createMemoryRunTracker, HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun } from '../lib/runs/tracker.js'
 import { createRedisRunTracker, RedisUnavailableError } from '../lib/runs/redis.js'
 import { startRedisServer } from './helpers/redis-server.js'
@@ -163,4 +170,81 @@ t.test('redis: an operation that takes too long fails after timeoutMs', async (t
   t.ok(Date.now() - started < 350)
   await new Promise((resolve) => setTimeout(resolve, 400 - (Date.now() - started)))
   t.same(await tracker.due(Date.now(), 10), [])
+})
+
+t.test('redis: an error Redis answers is passed on', async (t) => {
+  const client = await connect(t)
+  const prefix = `test:${randomUUID()}:`
+  await client.set(`${prefix}runs:due`, 'not a sorted set')
+  const tracker = createRedisRunTracker({ client, prefix, timeoutMs: 500 }, { leaseMs: LEASE_MS })
+  await t.rejects(tracker.due(Date.now(), 10), { message: /WRONGTYPE/ })
+})
+
+// The SDK's CommonJS build (see examples/langgraph-server.ts for why); no call reaches a server here.
+const { Client } = createRequire(import.meta.url)('@langchain/langgraph-sdk') as typeof import('@langchain/langgraph-sdk')
+const sdk = new Client({ apiUrl: 'http://127.0.0.1:9' })
+
+t.test('redis: the tracker failing after a webhook claimed its run is logged; the reply is the listeners\'', async (t) => {
+  const client = await connect(t)
+  const sink = logSink('error')
+  const app = Fastify({ logger: sink.logger })
+  t.teardown(() => app.close())
+  await app.register(plugin, {
+    token: TOKEN,
+    dedupe: { store: createRedisDedupeStore(client, { prefix: `test:${randomUUID()}:`, timeoutMs: 200 }) },
+    langgraph: { client: sdk, webhookUrl: 'https://api.example.com/webhooks/langgraph' }
+  })
+  // Redis goes away while the listeners run.
+  app.langgraphWebhooks.onRun(async (run) => {
+    await server.stop()
+    if (run.status === 'error') throw new Error('the listener failed too')
+  })
+  t.equal((await deliverRun(app, buildRunWebhook(), { token: TOKEN })).statusCode, 204)
+  t.ok(sink.lines.some((line) => line.msg === 'the store of tracked runs failed to mark a run handled'))
+  await server.start()
+  await client.ping()
+  t.equal((await deliverRun(app, buildRunWebhook({ status: 'error' }), { token: TOKEN })).statusCode, 500)
+  t.ok(sink.lines.some((line) => line.msg === 'the store of tracked runs failed to release a run'))
+  await server.start()
+  await client.ping()
+})
+
+t.test('redis: the relay of an instance started while Redis is down', async (t) => {
+  const sink = logSink('warn')
+  const app = Fastify({ logger: sink.logger })
+  t.teardown(() => app.close())
+  await server.stop()
+  const client = new Redis(server.port, '127.0.0.1', { retryStrategy: () => 50 })
+  client.on('error', noop)
+  t.teardown(() => client.disconnect())
+  while (client.status !== 'reconnecting') await new Promise((resolve) => setTimeout(resolve, 5))
+  await app.register(plugin, { token: TOKEN, dedupe: { store: createRedisDedupeStore(client, { timeoutMs: 100 }) } })
+  await app.ready()
+  t.ok(sink.lines.some((line) => /could not subscribe to the deliveries of other instances yet/.test(line.msg)), 'it says so, and goes on')
+  t.ok(sink.lines.some((line) => /relays deliveries to waiters failed/.test(line.msg)), 'connection errors are logged')
+  const body = buildRunWebhook()
+  const waiting = app.langgraphWebhooks.waitForRun(body.run_id)
+  t.equal((await deliverRun(app, body, { token: TOKEN })).statusCode, 503, 'the dedupe store is down')
+  t.equal((await waiting).run_id, body.run_id, 'local waiters still resolve (nothing is published while disconnected)')
+  await server.start()
+})
+
+t.test('redis: a failed publish is logged', async (t) => {
+  const admin = await connect(t)
+  // A user that may do anything but publish.
+  const user = `no-publish-${randomUUID()}`
+  await admin.call('ACL', 'SETUSER', user, 'on', 'nopass', '~*', '&*', '+@all', '-publish')
+  const client = new Redis(server.port, '127.0.0.1', { username: user, password: 'x' })
+  t.teardown(() => client.disconnect())
+  const sink = logSink('warn')
+  const app = Fastify({ logger: sink.logger })
+  t.teardown(() => app.close())
+  await app.register(plugin, { token: TOKEN, dedupe: { store: createRedisDedupeStore(client) } })
+  await app.ready()
+  const body = buildRunWebhook()
+  t.equal((await deliverRun(app, body, { token: TOKEN })).statusCode, 204)
+  const deadline = Date.now() + 2000
+  while (!sink.lines.some((line) => /could not tell other instances about a delivery/.test(line.msg)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  const logged = sink.lines.find((line) => /could not tell other instances about a delivery/.test(line.msg))
+  t.match(logged, { run_id: body.run_id, err: { message: /NOPERM/ } })
 })
