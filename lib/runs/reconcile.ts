@@ -67,7 +67,9 @@ export class Reconciler {
       return
     }
     for (let i = 0; i < due.length; i += CONCURRENCY) {
-      await Promise.all(due.slice(i, i + CONCURRENCY).map((run) => this.check(run)))
+      await Promise.all(due.slice(i, i + CONCURRENCY).map((run) => this.check(run).catch((error: unknown) => {
+        log.error({ err: error, run_id: run.runId }, 'fastify-langgraph-webhooks: the store of tracked runs failed during a reconciliation check; the run is checked again once its lease ends')
+      })))
     }
   }
 
@@ -91,7 +93,7 @@ export class Reconciler {
     const invalid = validate(body)
     if (invalid !== undefined) {
       log.error({ reason: invalid.message }, 'fastify-langgraph-webhooks: a reconciled run is not a valid run webhook; it is dropped')
-      return await this.#drop(tracked, log)
+      return await this.#options.tracker.drop(tracked.runId)
     }
     log.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
     try {
@@ -100,7 +102,7 @@ export class Reconciler {
       return await this.#failed(tracked, error, log, 'could not be delivered')
     }
     // Refused when its webhook is in flight: checked again in case that fails.
-    await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs).catch(noop)
+    await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs)
   }
 
   /** The body its webhook would have carried. */
@@ -118,16 +120,10 @@ export class Reconciler {
     const failures = tracked.failures + 1
     if (failures >= MAX_FAILURES) {
       log.error({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}, ${failures} times; it is dropped`)
-      return await this.#drop(tracked, log)
+      return await this.#options.tracker.drop(tracked.runId)
     }
     log.warn({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}; it is checked again later`)
-    await this.#options.tracker.reschedule({ ...tracked, failures }, Date.now() + this.#options.reconcileEveryMs).catch(noop)
-  }
-
-  async #drop (tracked: TrackedRun, log: FastifyBaseLogger): Promise<void> {
-    await this.#options.tracker.drop(tracked.runId).catch((error: unknown) => {
-      log.error({ err: error }, 'fastify-langgraph-webhooks: could not drop a tracked run; it expires by itself')
-    })
+    await this.#options.tracker.reschedule({ ...tracked, failures }, Date.now() + this.#options.reconcileEveryMs)
   }
 
   /** Stops the loop; waits for the checks under way. */
@@ -150,5 +146,3 @@ export function errorOf (tasks: ReadonlyArray<{ error?: unknown }> | undefined):
   }
   return undefined
 }
-
-function noop (): void {}

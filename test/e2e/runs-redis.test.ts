@@ -40,10 +40,10 @@ interface Instance {
 }
 
 /** One application instance: its own Fastify and Redis client; `webhookUrl` where its runs' webhooks go (itself by default). */
-async function instance (prefix: string, options: { webhookUrl?: (own: string) => string, redactToken?: boolean } = {}): Promise<Instance> {
+async function instance (prefix: string, options: { webhookUrl?: (own: string) => string, redactToken?: boolean, redisUser?: string } = {}): Promise<Instance> {
   const port = await freePort()
   const own = `http://127.0.0.1:${port}/webhooks/langgraph`
-  const connection = new Redis(redis.port, '127.0.0.1')
+  const connection = new Redis(redis.port, '127.0.0.1', options.redisUser === undefined ? {} : { username: options.redisUser, password: 'x' })
   t.teardown(() => connection.disconnect())
   const app = Fastify({ logger: { level: 'info', serializers: { req: serializeRequest }, stream: { write: (line: string) => { lines.push(line) } } } })
   app.post('/nowhere', async (request, reply) => reply.code(404).send())
@@ -116,18 +116,35 @@ t.test('a run started by an instance that then stops is reconciled by another, o
 t.test('Redis unreachable: a webhook is answered 503, and the instance works again once Redis is back', async (t) => {
   const prefix = `test:${randomUUID()}:`
   const a = await instance(prefix)
+  const thread = await client.threads.create()
   await redis.stop()
+  const started = await a.app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['untracked'] } })
+  t.ok(started.run_id, 'a run still starts')
+  t.ok(lines.some((line) => line.includes(started.run_id) && line.includes('could not track a started run')), 'its tracking failed, and that is logged')
   const reply = await deliverRun(a.app, buildRunWebhook(), { token })
   t.equal(reply.statusCode, 503, 'the sender is asked to retry (a JS server does not: the run is then reconciled)')
   t.equal(reply.headers['retry-after'], '5')
   t.equal(reply.json().code, 'FST_LANGGRAPH_WEBHOOKS_TRACKER_UNAVAILABLE')
   await redis.start()
   await a.connection.ping()
-  const thread = await client.threads.create()
-  const run = await a.app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['back'] } })
+  const run = await a.app.langgraphWebhooks.runs.create((await client.threads.create()).thread_id, graphId, { input: { messages: ['back'] } })
   t.equal((await a.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 10_000 })).status, 'success')
   await sleep(100)
-  t.same(a.seen.map((s) => s.reconciled), [false])
+  t.ok(a.seen.some((s) => s.run.run_id === run.run_id && !s.reconciled), 'handled by its webhook')
+})
+
+t.test('the store of tracked runs failing during a check: logged, the loop goes on', async (t) => {
+  const admin = new Redis(redis.port, '127.0.0.1')
+  t.teardown(() => admin.disconnect())
+  const user = `no-exists-${randomUUID()}`
+  await admin.call('ACL', 'SETUSER', user, 'on', 'nopass', '~*', '&*', '+@all', '-exists')
+  const a = await instance(`test:${randomUUID()}:`, { redisUser: user, webhookUrl: (own) => own.replace('/webhooks/langgraph', '/nowhere') })
+  const thread = await client.threads.create()
+  const run = await a.app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['sleep:1000'] } })
+  const deadline = Date.now() + 5000
+  const failed = (): boolean => lines.some((line) => line.includes(run.run_id) && line.includes('failed during a reconciliation check'))
+  while (!failed() && Date.now() < deadline) await sleep(20)
+  t.ok(failed(), 'rescheduling the running run failed (Redis refused EXISTS), and that is logged')
 })
 
 t.test('the token is in no log line', async (t) => {

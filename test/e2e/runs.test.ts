@@ -242,6 +242,22 @@ t.test('a run tracked for longer than a day is dropped, with a warning', async (
   t.same(of(seen, run.run_id), [])
 })
 
+t.test('a webhook whose listeners are slow keeps the reconciliation out', async (t) => {
+  const { app, seen } = await receiver({
+    setup (app) {
+      app.langgraphWebhooks.onRun(() => sleep(RECONCILE.reconcileAfterMs * 3))
+    }
+  })
+  const thread = await client.threads.create()
+  const run = await app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['slow listener'] } })
+  const deadline = Date.now() + 10_000
+  const refused = (): boolean => lines.some((line) => line.includes(run.run_id) && line.includes('reconciled run not delivered: its webhook has it'))
+  while (!refused() && Date.now() < deadline) await sleep(20)
+  t.ok(refused(), 'the reconciliation found the run finished, and its webhook in the listeners')
+  await sleep(RECONCILE.reconcileAfterMs * 3)
+  t.same(of(seen, run.run_id).map((s) => s.reconciled), [false], 'only the webhook reached the listeners')
+})
+
 t.test('the token is in no log line', async (t) => {
   t.ok(lines.length > 0)
   t.same(lines.filter((line) => line.includes(token)), [])
