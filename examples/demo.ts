@@ -1,67 +1,85 @@
-// `npm run demo`: the example app receives the webhooks of a real LangGraph server
-// (@langchain/langgraph-api, in this process, with the echo graph of ./graph.ts).
-// Three runs: one succeeds, one fails, one is cancelled while running.
+// `npm run demo`: the example app starts runs on a real LangGraph server
+// (@langchain/langgraph-api, in this process, with the echo graph of ./graph.ts)
+// and receives their webhooks. Four runs: one succeeds, one fails, one is
+// cancelled while running, and one whose webhook is answered 503 (as while the
+// receiver deploys: the JS server never sends it again) is recovered by
+// reconciliation.
 import { randomBytes } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
+import { createServer } from 'node:net'
 import { buildApp } from './app.js'
-import { maskTokenInUrl, type RunWebhook } from '../lib/index.js'
-import { startLangGraphServer, waitUntilRunning, type LangGraphServer } from './langgraph-server.js'
+import { maskTokenInUrl } from '../lib/index.js'
+import { startLangGraphServer, waitUntilRunning } from './langgraph-server.js'
 
 const TIMEOUT_MS = 20_000
 const token = randomBytes(32).toString('hex')
 
-// 1. The receiver first: the LangGraph server's webhook call throws when nothing listens.
-const app = await buildApp({ token, logger: { level: 'warn' } })
-const received = new Map<string, RunWebhook>()
-const waiting = new Map<string, () => void>()
-app.langgraphWebhooks.onRun((run) => {
-  received.set(run.run_id, run)
-  waiting.get(run.run_id)?.()
-})
-function delivered (runId: string): Promise<void> {
-  if (received.has(runId)) return Promise.resolve()
-  return new Promise((resolve) => waiting.set(runId, resolve))
+/** A free port, so that the public webhook URL is known before the app listens. */
+function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
 }
 
-await app.listen({ port: 0, host: '127.0.0.1' })
-const { port } = app.server.address() as AddressInfo
-const webhook = `http://127.0.0.1:${port}${app.langgraphWebhooks.path}?token=${token}`
-console.log(`receiver listening, webhook URL ${maskTokenInUrl(webhook)}`)
+// 1. The LangGraph server, quiet unless LOG_LEVEL is set.
+const lg = await startLangGraphServer({ nWorkers: 3 })
+const { client, graphId } = lg
+console.log(`LangGraph server at ${lg.url}, graph '${graphId}'`)
 
-let lg: LangGraphServer | undefined
-let timer: NodeJS.Timeout | undefined
 let exitCode = 0
+// 2. The receiver, listening before any run starts (the server's webhook call throws when nothing listens).
+const port = await freePort()
+const app = await buildApp({
+  token,
+  logger: { level: 'error' },
+  langgraph: {
+    client,
+    webhookUrl: `http://127.0.0.1:${port}/webhooks/langgraph`,
+    // A run without a handled delivery a second after it started is fetched from the server.
+    reconcileAfterMs: 1000,
+    reconcileEveryMs: 500
+  }
+})
+// The receiver is "deploying" for one run: its webhook gets 503, and is not sent again.
+let deploying: string | undefined
+app.addHook('preHandler', async (request, reply) => {
+  if (deploying !== undefined && (request.body as { run_id?: string } | undefined)?.run_id === deploying) {
+    deploying = undefined
+    return reply.code(503).send()
+  }
+})
 try {
-  // 2. The LangGraph server, quiet unless LOG_LEVEL is set.
-  lg = await startLangGraphServer({ nWorkers: 3 })
-  const { client, graphId } = lg
-  console.log(`LangGraph server at ${lg.url}, graph '${graphId}'`)
+  await app.listen({ port, host: '127.0.0.1' })
+  console.log(`receiver listening, webhook URL ${maskTokenInUrl(app.langgraphWebhooks.webhookUrl)}`)
 
-  // 3. Three runs, on three threads so that they run side by side.
-  const [ok, failing, slow] = await Promise.all([1, 2, 3].map(() => client.threads.create()))
-  const runs = await Promise.all([
-    client.runs.create(ok.thread_id, graphId, { input: { messages: ['hello'] }, webhook }),
-    client.runs.create(failing.thread_id, graphId, { input: { messages: ['fail:the node threw'] }, webhook }),
-    client.runs.create(slow.thread_id, graphId, { input: { messages: ['sleep:30000'] }, webhook })
-  ])
-  console.log('created 3 runs: one succeeds, one fails, one is cancelled while running\n')
-  await waitUntilRunning(client, slow.thread_id, runs[2].run_id)
-  await client.runs.cancel(slow.thread_id, runs[2].run_id, false, 'interrupt')
-
-  // 4. Wait for the three webhooks.
-  await Promise.race([
-    Promise.all(runs.map((run) => delivered(run.run_id))),
-    new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms: ${received.size} of 3 webhooks received`)), TIMEOUT_MS)
+  // 3. Four runs, on four threads so that they run side by side, started through the plugin (webhook set, tracked).
+  const [ok, failing, slow, lost] = await Promise.all([1, 2, 3, 4].map(() => client.threads.create()))
+  const { runs } = app.langgraphWebhooks
+  const started = await Promise.all([
+    runs.create(ok.thread_id, graphId, { input: { messages: ['hello'] } }),
+    runs.create(failing.thread_id, graphId, { input: { messages: ['fail:the node threw'] } }),
+    runs.create(slow.thread_id, graphId, { input: { messages: ['sleep:30000'] } }),
+    runs.create(lost.thread_id, graphId, { input: { messages: ['sleep:200'] } }).then((run) => {
+      deploying = run.run_id
+      return run
     })
   ])
-  console.log(`\nall ${runs.length} webhooks received`)
+  console.log('started 4 runs: one succeeds, one fails, one is cancelled while running, one\'s webhook gets 503\n')
+  await waitUntilRunning(client, slow.thread_id, started[2].run_id)
+  await client.runs.cancel(slow.thread_id, started[2].run_id, false, 'interrupt')
+
+  // 4. Wait for the four deliveries (three webhooks, one reconciliation), then for their listeners (close waits for them).
+  await Promise.all(started.map((run) => app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: TIMEOUT_MS })))
+  await app.close()
+  console.log(`\nall ${started.length} runs delivered`)
 } catch (err) {
   console.error(err)
   exitCode = 1
 } finally {
-  clearTimeout(timer)
-  await lg?.close()
   await app.close()
+  await lg.close()
 }
 process.exitCode = exitCode

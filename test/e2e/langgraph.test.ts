@@ -26,32 +26,27 @@ const token = randomBytes(32).toString('hex')
 const wrongToken = 'wrong-' + randomBytes(16).toString('hex')
 const lines: string[] = []
 const deliveries: Delivery[] = []
-const waiters = new Set<{ match: (d: Delivery) => boolean, resolve: (d: Delivery) => void }>()
 const byRequest = new WeakMap<FastifyRequest, Delivery>()
 
-/** Resolves with the first finished delivery (already finished or to come) that matches. */
-function waitForDelivery (match: (d: Delivery) => boolean, what: string, timeoutMs = TIMEOUT_MS): Promise<Delivery> {
-  const done = deliveries.find((d) => d.statusCode !== undefined && match(d))
-  if (done) return Promise.resolve(done)
-  return new Promise((resolve, reject) => {
-    const waiter = {
-      match,
-      resolve: (d: Delivery) => {
-        clearTimeout(timer)
-        waiters.delete(waiter)
-        resolve(d)
-      }
-    }
-    const timer = setTimeout(() => {
-      waiters.delete(waiter)
+/** The first delivery that matches and got its reply, polled for (the 401 of a wrong token reaches no waiter). */
+async function finished (match: (d: Delivery) => boolean, what: string, timeoutMs = TIMEOUT_MS): Promise<Delivery> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const done = deliveries.find((d) => d.statusCode !== undefined && match(d))
+    if (done) return done
+    if (Date.now() > deadline) {
       const seen = deliveries.map((d) => `${d.run?.run_id ?? '-'} ${d.run?.status ?? '-'} ${d.statusCode}`)
-      reject(new Error(`no delivery for ${what} within ${timeoutMs} ms; seen: ${JSON.stringify(seen)}`))
-    }, timeoutMs)
-    waiters.add(waiter)
-  })
+      throw new Error(`no delivery for ${what} within ${timeoutMs} ms; seen: ${JSON.stringify(seen)}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
 }
 
-const waitForRun = (runId: string) => waitForDelivery((d) => d.run?.run_id === runId, `run ${runId}`)
+/** A run's delivery once answered: the plugin's waitForRun resolves as it arrives, its reply follows. */
+async function waitForRun (runId: string): Promise<Delivery> {
+  await app.langgraphWebhooks.waitForRun(runId, { timeoutMs: TIMEOUT_MS })
+  return await finished((d) => d.run?.run_id === runId, `run ${runId}`)
+}
 
 // 1. The receiving app, first: the LangGraph server's webhook fetch throws (and kills
 //    its worker loop) when nothing listens.
@@ -73,9 +68,6 @@ app.addHook('onResponse', async (request, reply) => {
   const delivery = byRequest.get(request)
   if (delivery === undefined) return
   delivery.statusCode = reply.statusCode
-  for (const waiter of [...waiters]) {
-    if (waiter.match(delivery)) waiter.resolve(delivery)
-  }
 })
 await app.register(langgraphWebhooks, { token })
 app.langgraphWebhooks.onRun((run, { request, log }) => {
@@ -224,7 +216,7 @@ t.test('a webhook URL with a wrong token: 401, no listener called', async (t) =>
   const thread = await client.threads.create()
   const bad = `http://127.0.0.1:${port}${PATH}?token=${wrongToken}`
   await client.runs.create(thread.thread_id, graphId, { input: { messages: ['hi'] }, webhook: bad })
-  const d = await waitForDelivery((d) => d.url.includes(wrongToken), 'the wrong-token request')
+  const d = await finished((d) => d.url.includes(wrongToken), 'the wrong-token request')
   t.equal(d.statusCode, 401)
   t.equal(d.run, undefined)
   t.same(d.calls, [])
