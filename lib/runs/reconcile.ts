@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { RunDelivery } from '../delivery/delivery.js'
 import type { DeliveryStep } from '../delivery/step.js'
+import { InvalidRunError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 import type { RunValidator } from '../validation.js'
 import type { LanggraphClient, LanggraphRun } from './sdk.js'
@@ -91,14 +92,13 @@ export class Reconciler {
     }
     prepare(body)
     const invalid = validate(body)
-    if (invalid !== undefined) {
-      log.error({ reason: invalid.message }, 'fastify-langgraph-webhooks: a reconciled run is not a valid run webhook; it is dropped')
-      return await this.#options.tracker.drop(tracked.runId)
-    }
+    if (invalid !== undefined) return await this.#invalid(tracked, invalid, log)
     log.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
     try {
       await deliver(new RunDelivery(body, this.#options.log, undefined, true))
     } catch (error) {
+      // Its values failing the valuesSchema: no later check makes them pass.
+      if (error instanceof InvalidRunError) return await this.#invalid(tracked, error, log)
       return await this.#failed(tracked, error, log, 'could not be delivered')
     }
     // Refused when its webhook is in flight: checked again in case that fails.
@@ -114,6 +114,11 @@ export class Reconciler {
     if (state.values !== null && typeof state.values === 'object' && !Array.isArray(state.values)) body.values = state.values
     if (run.status === 'error' && body.error === undefined) body.error = errorOf(state.tasks) ?? 'the run failed; the LangGraph server did not say why'
     return body as unknown as RunWebhook<unknown>
+  }
+
+  async #invalid (tracked: TrackedRun, invalid: Error, log: FastifyBaseLogger): Promise<void> {
+    log.error({ reason: invalid.message }, 'fastify-langgraph-webhooks: a reconciled run is not a valid run webhook; it is dropped')
+    await this.#options.tracker.drop(tracked.runId)
   }
 
   async #failed (tracked: TrackedRun, error: unknown, log: FastifyBaseLogger, what: string): Promise<void> {
