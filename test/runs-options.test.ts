@@ -3,9 +3,9 @@ import t from 'tap'
 import { createRequire } from 'node:module'
 import Fastify from 'fastify'
 import langgraphWebhooks from '../lib/index.js'
-import { errorOf } from '../lib/runs/reconcile.js'
+import { errorOf, webhookBody } from '../lib/runs/reconcile.js'
 import { RunWaiters } from '../lib/runs/waiters.js'
-import { buildRunWebhook } from '../lib/testing.js'
+import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { TOKEN, buildApp } from './helpers/app.js'
 
 // The SDK's CommonJS build (see examples/langgraph-server.ts for why).
@@ -90,4 +90,31 @@ t.test('waiters ignore deliveries heard after close', async (t) => {
   const run = buildRunWebhook()
   waiters.heard(run)
   await t.rejects(waiters.wait(run.run_id), { code: 'FST_LANGGRAPH_WEBHOOKS_SHUTTING_DOWN' })
+})
+
+t.test('the webhook body of a fetched run', async (t) => {
+  const run = { run_id: 'r', thread_id: 't', assistant_id: 'a', created_at: '2026-12-01T00:00:00.000Z', updated_at: '2026-12-01T00:00:01.000Z', status: 'success', metadata: {} }
+  const before = Date.now()
+  const body = webhookBody(run, { values: { messages: ['hi'] } })
+  t.match(body, { ...run, values: { messages: ['hi'] } })
+  t.ok(Date.parse(body.webhook_sent_at) >= before, 'sent now')
+  t.equal(body.error, undefined)
+  t.equal(webhookBody(run, undefined).values, undefined, 'no state: no values')
+  t.equal(webhookBody(run, { values: null }).values, undefined)
+  t.equal(webhookBody(run, { values: [{ role: 'user' }] }).values, undefined, 'values that are not an object are left out (the schema wants an object)')
+  const failed = { ...run, status: 'error' }
+  t.equal(webhookBody(failed, { values: {}, tasks: [{ error: '{"message":"boom"}' }] }).error, 'boom')
+  t.equal(webhookBody(failed, { values: {}, tasks: [] }).error, 'the run failed; the LangGraph server did not say why', 'a failure the state does not explain')
+  t.equal(webhookBody(failed, undefined).error, 'the run failed; the LangGraph server did not say why')
+})
+
+t.test('with the langgraph option, a second webhook of a run handled a moment ago goes through untracked', async (t) => {
+  const { app } = await buildApp({ langgraph: { client, webhookUrl } })
+  t.teardown(() => app.close())
+  let calls = 0
+  app.langgraphWebhooks.onRun(() => { calls++ })
+  const body = buildRunWebhook()
+  t.equal((await deliverRun(app, body, { token: TOKEN })).statusCode, 204)
+  t.equal((await deliverRun(app, body, { token: TOKEN })).statusCode, 204)
+  t.equal(calls, 2, 'without dedupe, a repeated webhook runs the listeners again, as before')
 })

@@ -248,3 +248,31 @@ t.test('redis: a failed publish is logged', async (t) => {
   const logged = sink.lines.find((line) => /could not tell other instances about a delivery/.test(line.msg))
   t.match(logged, { run_id: body.run_id, err: { message: /NOPERM/ } })
 })
+
+t.test('redis: close() while the loop waits for a slow Redis: it waits for the look, and the loop stops', async (t) => {
+  const client = await connect(t)
+  const admin = await connect(t)
+  const sink = logSink('error')
+  const app = Fastify({ logger: sink.logger })
+  await app.register(plugin, {
+    token: TOKEN,
+    dedupe: { store: createRedisDedupeStore(client, { prefix: `test:${randomUUID()}:`, timeoutMs: 1000 }) },
+    langgraph: { client: sdk, webhookUrl: 'https://api.example.com/webhooks/langgraph', reconcileAfterMs: 20, reconcileEveryMs: 20 }
+  })
+  await app.ready()
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  await admin.client('PAUSE', 300, 'WRITE')
+  // The loop's look (a Lua script that writes) is held by the pause.
+  await new Promise((resolve) => setTimeout(resolve, 40))
+  const started = Date.now()
+  await app.close()
+  t.ok(Date.now() - started >= 100, 'close() waited for the look under way')
+  const monitor = await connect(t)
+  let commands = 0
+  const watching = await monitor.monitor()
+  watching.on('monitor', () => { commands++ })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  watching.disconnect()
+  t.equal(commands, 0, 'no look after close')
+  t.same(sink.lines, [])
+})

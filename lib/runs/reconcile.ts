@@ -46,7 +46,7 @@ export class Reconciler {
   }
 
   start (): void {
-    if (this.#closed || this.#timer !== undefined) return
+    if (this.#closed) return
     // The loop alone is no reason to keep the process alive.
     this.#timer = setTimeout(() => {
       this.#looking = this.look().finally(() => {
@@ -91,13 +91,13 @@ export class Reconciler {
       return await this.#failed(tracked, error, log, 'could not be fetched from the LangGraph server')
     }
     prepare(body)
-    const invalid = validate(body)
-    if (invalid !== undefined) return await this.#invalid(tracked, invalid, log)
     log.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
     try {
+      const invalid = validate(body)
+      if (invalid !== undefined) throw invalid
       await deliver(new RunDelivery(body, this.#options.log, undefined, true))
     } catch (error) {
-      // Its values failing the valuesSchema: no later check makes them pass.
+      // Not a run, or its values failing the valuesSchema: no later check makes it pass.
       if (error instanceof InvalidRunError) return await this.#invalid(tracked, error, log)
       return await this.#failed(tracked, error, log, 'could not be delivered')
     }
@@ -105,15 +105,11 @@ export class Reconciler {
     await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs)
   }
 
-  /** The body its webhook would have carried. */
+  /** The body its webhook would have carried, with the thread's state when it has one. */
   async #webhookBody (run: LanggraphRun, tracked: TrackedRun): Promise<RunWebhook<unknown>> {
-    const body: Record<string, unknown> = { ...run, webhook_sent_at: new Date().toISOString() }
     // Like the JS server: no values for a stateless run (its thread is gone) nor a cancelled one.
-    if (tracked.stateless || run.status === 'interrupted') return body as unknown as RunWebhook<unknown>
-    const state = await this.#options.client.threads.getState(tracked.threadId)
-    if (state.values !== null && typeof state.values === 'object' && !Array.isArray(state.values)) body.values = state.values
-    if (run.status === 'error' && body.error === undefined) body.error = errorOf(state.tasks) ?? 'the run failed; the LangGraph server did not say why'
-    return body as unknown as RunWebhook<unknown>
+    const withState = !tracked.stateless && run.status !== 'interrupted'
+    return webhookBody(run, withState ? await this.#options.client.threads.getState(tracked.threadId) : undefined)
   }
 
   async #invalid (tracked: TrackedRun, invalid: Error, log: FastifyBaseLogger): Promise<void> {
@@ -137,6 +133,25 @@ export class Reconciler {
     clearTimeout(this.#timer)
     await this.#looking
   }
+}
+
+/** The state a webhook body takes `values` and `error` from. */
+export interface ThreadStateLike {
+  values: unknown
+  tasks?: ReadonlyArray<{ error?: unknown }>
+}
+
+/**
+ * A webhook body from a fetched run: `values` from the thread's state when
+ * they are an object (as the schema wants), `error` for a failed run, and
+ * `webhook_sent_at` now.
+ */
+export function webhookBody (run: LanggraphRun, state: ThreadStateLike | undefined): RunWebhook<unknown> {
+  const body: Record<string, unknown> = { ...run, webhook_sent_at: new Date().toISOString() }
+  const values = state?.values
+  if (values !== null && typeof values === 'object' && !Array.isArray(values)) body.values = values
+  if (run.status === 'error') body.error = errorOf(state?.tasks) ?? 'the run failed; the LangGraph server did not say why'
+  return body as unknown as RunWebhook<unknown>
 }
 
 /** A failed task's error: the JS server stores `{"message", "name"}` as JSON, Python a string. */

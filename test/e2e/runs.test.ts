@@ -7,8 +7,8 @@ import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import langgraphWebhooks, { serializeRequest, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../../lib/index.js'
-import { startLangGraphServer } from '../../examples/langgraph-server.js'
+import langgraphWebhooks, { serializeRequest, type LanggraphClient, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../../lib/index.js'
+import { startLangGraphServer, waitUntilRunning } from '../../examples/langgraph-server.js'
 import { FAIL_PREFIX } from '../../examples/graph.js'
 import { MAX_FAILURES } from '../../lib/runs/reconcile.js'
 import { MAX_TRACKED_MS } from '../../lib/runs/tracker.js'
@@ -42,9 +42,9 @@ const lines: string[] = []
 
 /** An app listening on a port of its own, with the plugin; `webhookPath` is where its runs' webhooks go. */
 async function receiver (
-  options: { webhookPath?: string, setup?: (app: FastifyInstance) => void, reconcile?: typeof RECONCILE } & Partial<LanggraphWebhooksOptions> = {}
+  options: { webhookPath?: string, setup?: (app: FastifyInstance) => void, reconcile?: typeof RECONCILE, sdk?: LanggraphClient } & Partial<LanggraphWebhooksOptions> = {}
 ): Promise<{ app: FastifyInstance, seen: Seen[] }> {
-  const { webhookPath = '/webhooks/langgraph', setup, reconcile = RECONCILE, ...rest } = options
+  const { webhookPath = '/webhooks/langgraph', setup, reconcile = RECONCILE, sdk = client, ...rest } = options
   const port = await freePort()
   const app = Fastify({
     logger: { level: 'debug', serializers: { req: serializeRequest }, stream: { write: (line: string) => { lines.push(line) } } }
@@ -53,7 +53,7 @@ async function receiver (
   app.post('/nowhere', async (request, reply) => reply.code(404).send())
   await app.register(langgraphWebhooks, {
     token,
-    langgraph: { client, webhookUrl: `http://127.0.0.1:${port}${webhookPath}`, ...reconcile },
+    langgraph: { client: sdk, webhookUrl: `http://127.0.0.1:${port}${webhookPath}`, ...reconcile },
     ...rest
   } as LanggraphWebhooksOptions)
   const seen: Seen[] = []
@@ -155,6 +155,16 @@ t.test('the webhook URL leads nowhere: runs are delivered by reconciliation alon
     t.type(deliveries[0].run.webhook_sent_at, 'string')
   })
 
+  t.test('a run cancelled while running is reconciled as interrupted, without values (as the JS server sends it)', async (t) => {
+    const thread = await client.threads.create()
+    const run = await app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['sleep:30000'] } })
+    await waitUntilRunning(client, thread.thread_id, run.run_id)
+    await client.runs.cancel(thread.thread_id, run.run_id, false, 'interrupt')
+    const delivered = await app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 10_000 })
+    t.equal(delivered.status, 'interrupted')
+    t.equal(delivered.values, undefined)
+  })
+
   t.test('a failed run is reconciled as error, with its error', async (t) => {
     const delivered = await app.langgraphWebhooks.waitForRun(failing.run_id, { timeoutMs: 10_000 })
     t.equal(delivered.status, 'error')
@@ -198,6 +208,32 @@ t.test('a reconciled run whose values fail the valuesSchema is logged and droppe
   await sleep(RECONCILE.reconcileEveryMs * 3)
   t.same(of(seen, run.run_id), [], 'no listener got it')
   t.equal(lines.filter((line) => line.includes(run.run_id) && line.includes('not a valid run webhook')).length, 1, 'dropped after one try')
+})
+
+t.test('a fetched run that is not a run webhook (a server or proxy that leaves out created_at) is logged and dropped', async (t) => {
+  // The real server, behind a fetch that strips a required field from runs.get's answer.
+  const stripping = new (client.constructor as typeof import('@langchain/langgraph-sdk').Client)({
+    apiUrl: lg.url,
+    callerOptions: {
+      async fetch (url: string, init: RequestInit) {
+        const response = await fetch(url, init)
+        if (init?.method !== undefined && init.method !== 'GET') return response
+        if (!/\/runs\/[^/]+$/.test(new URL(url).pathname)) return response
+        const { created_at: _, ...rest } = await response.json() as Record<string, unknown>
+        return new Response(JSON.stringify(rest), { status: response.status, headers: { 'content-type': 'application/json' } })
+      }
+    }
+  })
+  const { app, seen } = await receiver({ webhookPath: '/nowhere', sdk: stripping })
+  const thread = await client.threads.create()
+  const run = await app.langgraphWebhooks.runs.create(thread.thread_id, graphId, { input: { messages: ['stripped'] } })
+  const dropped = (): string[] => lines.filter((line) => line.includes(run.run_id) && line.includes('not a valid run webhook'))
+  const deadline = Date.now() + 10_000
+  while (dropped().length === 0 && Date.now() < deadline) await sleep(20)
+  await sleep(RECONCILE.reconcileEveryMs * 3)
+  t.equal(dropped().length, 1, 'dropped at once')
+  t.match(dropped()[0], /created_at is required/)
+  t.same(of(seen, run.run_id), [])
 })
 
 t.test('a run that cannot be fetched any more (a stateless run\'s thread is deleted with it) is dropped after a few tries', async (t) => {
