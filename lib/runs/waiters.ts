@@ -107,13 +107,15 @@ export class RunWaiters {
 
   /** A delivery of the run was received by this instance. */
   arrived (run: RunWebhook<unknown>): void {
+    if (typeof run.run_id !== 'string') return
     this.heard(run)
     this.#relay?.publish(run)
   }
 
   /** A delivery of the run was received, here or by another instance. */
   heard (run: RunWebhook<unknown>): void {
-    if (this.#closed) return
+    // A body stripped of its run_id (allowedFields) is no run to wait for.
+    if (this.#closed || typeof run.run_id !== 'string') return
     const runId = run.run_id
     const waiters = this.#waiting.get(runId)
     if (waiters !== undefined) {
