@@ -42,6 +42,7 @@ t.test('the langgraph option is checked strictly', async (t) => {
   t.notOk(withToken.includes(TOKEN), 'the message does not repeat the token')
   t.match(await refused({ client, webhookUrl, reconcileAfterMs: '5000' }), /langgraph.reconcileAfterMs must be a positive integer.*the string "5000"/)
   t.match(await refused({ client, webhookUrl, reconcileEveryMs: 0 }), /langgraph.reconcileEveryMs must be a positive integer/)
+  t.match(await refused({ client, webhookUrl }, { allowedFields: ['status', 'values'] }), /langgraph reads run_id from every webhook body, but allowedFields does not list run_id/)
 })
 
 t.test('webhookUrl is the URL with the first token, encoded', async (t) => {
