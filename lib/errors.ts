@@ -93,3 +93,18 @@ export const RunTrackerError = createError(
   'The store of tracked runs is unavailable; retry later',
   503
 )
+export const QueueUnavailableError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_QUEUE_UNAVAILABLE',
+  'The delivery queue is unavailable; retry later',
+  503
+)
+
+// Registration and API errors of the `queue` option.
+export const MissingPeerError = createError<[string, string, string]>(
+  'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER',
+  'The %s option needs the %s package, an optional peer dependency: npm install %s'
+)
+export const QueueNotConfiguredError = createError(
+  'FST_LANGGRAPH_WEBHOOKS_NO_QUEUE',
+  'app.langgraphWebhooks.queue needs the queue option at registration, e.g. { queue: { connection: new Redis(process.env.REDIS_URL) } }'
+)

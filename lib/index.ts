@@ -3,9 +3,10 @@ import fp from 'fastify-plugin'
 import { createDedupeGuard } from './dedupe/guard.js'
 import { createLocalStep } from './delivery/local.js'
 import { ListenerRunner } from './delivery/runner.js'
-import { AllowedFieldsMismatchError, AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
+import { AllowedFieldsMismatchError, AlreadyRegisteredError, QueueNotConfiguredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
+import { startQueue, type RunQueue } from './queue/queue.js'
 import { registerRoute } from './route.js'
 import { createRuns, type LanggraphRuns } from './runs/index.js'
 import type { WaitForRunOptions } from './runs/waiters.js'
@@ -20,6 +21,8 @@ export interface LanggraphWebhooks<Values = Record<string, unknown>, Fields exte
   onRun: OnRun<Values, Fields>
   /** The full path the sender calls: any surrounding register's prefix, the `prefix` option, then `path`. */
   readonly path: string
+  /** The queue's dead letters and set sizes (with the `queue` option; without it, every method rejects). */
+  readonly queue: RunQueue
   /**
    * Resolves with the run, as listeners see it, once an authenticated and
    * valid delivery of it arrives (or arrived in the last minute), whatever
@@ -67,13 +70,20 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
   fastify.addHook('onClose', () => runner.close())
 
+  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log)
+  if (queue !== undefined) {
+    // Listeners subscribed after register() still get the first jobs.
+    fastify.addHook('onReady', (done) => { queue.start(); done() })
+    fastify.addHook('onClose', () => queue.close())
+  }
+
   const runs = await createRuns(options, fastify.log)
   fastify.addHook('preClose', () => runs.stop())
   fastify.addHook('onClose', () => runs.close())
 
   // The pipeline: each concern wraps the step after it.
   const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
-  let deliver = createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
+  let deliver = queue !== undefined ? queue.deliver : createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
   deliver = runs.track(deliver)
   deliver = telemetry.traced(deliver)
   deliver = checkingValues(valuesValidator)(deliver)
@@ -87,6 +97,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     waitForRun: runs.waitForRun,
     runs: runs.runs,
     get webhookUrl () { return runs.webhookUrl() },
+    queue: queue?.admin ?? NO_QUEUE,
     withValues (schema) {
       if (schema !== options.valuesSchema) throw new ValuesSchemaMismatchError()
       return decorator
@@ -105,6 +116,9 @@ function sameFields (given: readonly unknown[], registered: readonly RunWebhookF
   const set = new Set(given)
   return set.size === registered.length && registered.every((field) => set.has(field))
 }
+
+const notConfigured = async (): Promise<never> => { throw new QueueNotConfiguredError() }
+const NO_QUEUE: RunQueue = { failed: notConfigured, retry: notConfigured, counts: notConfigured }
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
   fastify: '5.x',
@@ -126,3 +140,5 @@ export type { LanggraphOptions } from './runs/options.js'
 export type { LanggraphRuns } from './runs/index.js'
 export type { LanggraphClient, LanggraphRun, LanggraphStreamChunk, RunPayload } from './runs/sdk.js'
 export type { WaitForRunOptions } from './runs/waiters.js'
+export type { QueueOptions, RedisClientLike } from './queue/options.js'
+export type { RunQueue, FailedRun, QueueCounts } from './queue/queue.js'

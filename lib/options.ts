@@ -7,6 +7,7 @@ import type { RunContext, RunListener } from './listeners.js'
 import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApi } from './openapi.js'
 import type { RunWebhook, RunWebhookField } from './schemas.js'
 import { resolveLanggraphOptions, type LanggraphOptions, type ResolvedLanggraph } from './runs/options.js'
+import { resolveQueueOptions, type QueueOptions, type ResolvedQueue } from './queue/options.js'
 import { isUsableToken, type TokenSource } from './token.js'
 import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
@@ -67,6 +68,8 @@ export interface LanggraphWebhooksOptions<
   allowedFields?: readonly Fields[]
   /** Runs the application starts with `app.langgraphWebhooks.runs`, tracked and reconciled. Needs `@langchain/langgraph-sdk`. */
   langgraph?: LanggraphOptions
+  /** Durable delivery on BullMQ (`bullmq` must be installed). Default off. */
+  queue?: QueueOptions
 }
 
 export interface ResolvedDedupe {
@@ -95,6 +98,7 @@ export interface ResolvedOptions {
   /** The fields the server keeps; `undefined`: every field. */
   allowedFields: readonly RunWebhookField[] | undefined
   langgraph: ResolvedLanggraph | undefined
+  queue: ResolvedQueue | undefined
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
   /** `prefix`, `logLevel` and `logSerializers`, as given. */
@@ -110,7 +114,7 @@ const VISIBLE_ASCII = /^[\x21-\x7e]+$/
 const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
 const OPTION_NAMES = [
   'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
-  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi', 'allowedFields', 'langgraph'
+  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi', 'allowedFields', 'langgraph', 'queue'
 ]
 // Fastify's own register options arrive along with ours. Under
 // fastify-plugin Fastify ignores them, so the plugin applies them to the
@@ -210,6 +214,8 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   if (given.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
   if (valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
   if (given.langgraph !== undefined) requireRunFields(allowedFields, ['run_id'], 'langgraph')
+  const queue = resolveQueueOptions(given.queue, given)
+  if (queue !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'queue')
 
   return {
     tokens,
@@ -226,6 +232,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     openapi: resolveOpenApiOptions(given.openapi),
     allowedFields,
     langgraph: resolveLanggraphOptions(given.langgraph, tokens[0], new Set(sources as TokenSource[])),
+    queue,
     shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH),
     context: resolveContextOptions(given)
   }

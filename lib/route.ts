@@ -47,6 +47,7 @@ export function registerRoute (
   // Set by the onRoute hook below, as the route's context loads: before any
   // plugin registered after this one, or `await register()`, can read it.
   const registered = { path: options.path }
+  const queued = options.queue !== undefined
 
   fastify.register(async function langgraphWebhookRoute (route) {
     // First, so that every request to the route is traced, refused ones included.
@@ -102,7 +103,7 @@ export function registerRoute (
         const run = request.body as RunWebhook<unknown>
         prepareRun(run, options)
         const outcome = await deliver(new RunDelivery(run, request.log, request))
-        return reply.code(statusCodeOf(outcome)).send()
+        return reply.code(statusCodeOf(outcome, queued)).send()
       },
       onSend (request, reply, payload, done) {
         if (closing) reply.header('connection', 'close')

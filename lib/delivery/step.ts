@@ -32,7 +32,12 @@ export type DeliveryStep = (delivery: Delivery) => Promise<Outcome>
 /** A step that wraps another: telemetry, tracking of started runs, and so on. */
 export type DeliveryMiddleware = (next: DeliveryStep) => DeliveryStep
 
-/** The reply status of an outcome: 204 once handled, 202 while the listeners are still to run. */
-export function statusCodeOf (outcome: Outcome): 202 | 204 {
-  return outcome === 'delivered' || outcome === 'duplicate' ? 204 : 202
+/**
+ * The reply status of an outcome: 204 once handled, 202 while the listeners
+ * are still to run. With a queue a duplicate is 202 too: the run it
+ * duplicates may still be waiting for a worker.
+ */
+export function statusCodeOf (outcome: Outcome, queued = false): 202 | 204 {
+  if (outcome === 'duplicate') return queued ? 202 : 204
+  return outcome === 'delivered' ? 204 : 202
 }

@@ -1,0 +1,68 @@
+import type { Redis } from 'ioredis'
+import type { Ioredis } from './load.js'
+import type { QueueConnectionSpec } from './options.js'
+
+function noop (): void {}
+
+/**
+ * The Redis clients of one queue: the user's client (which stays theirs),
+ * or clients made from the given options (closed with `close`).
+ */
+export class QueueConnection {
+  /** The client that stores jobs and reads the sets; shared by the Queue. */
+  readonly client: Redis
+  readonly #owned: Redis[] = []
+
+  constructor (spec: QueueConnectionSpec, ioredis: Ioredis | undefined) {
+    if ('client' in spec) {
+      this.client = spec.client as unknown as Redis
+    } else {
+      this.client = this.#own(newClient(ioredis!, spec.options))
+    }
+  }
+
+  #own (client: Redis): Redis {
+    client.on('error', noop) // reported by the queue and the worker, which listen too
+    this.#owned.push(client)
+    return client
+  }
+
+  /**
+   * A client that never connects itself, for BullMQ's Worker to duplicate:
+   * blocking commands need `maxRetriesPerRequest: null`, and a worker must
+   * not block the client that stores jobs.
+   */
+  workerTemplate (): Redis {
+    return this.#own(this.client.duplicate({ maxRetriesPerRequest: null, lazyConnect: true }))
+  }
+
+  /**
+   * A new client to the queue's Redis (for pub/sub, say), closed with the
+   * queue. Connects on first use.
+   */
+  duplicate (): Redis {
+    return this.#own(this.client.duplicate({ lazyConnect: true }))
+  }
+
+  /** Closes the clients made here; the user's client stays open. */
+  async close (): Promise<void> {
+    await Promise.all(this.#owned.splice(0).map(async (client) => {
+      // QUIT lets replies in flight arrive; a client that is not connected
+      // (never used, or Redis down) is just dropped, without waiting.
+      if (client.status !== 'ready') return client.disconnect()
+      await bounded(client.quit(), 1000).catch(noop)
+      client.disconnect()
+    }))
+  }
+}
+
+function bounded<T> (promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms) })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+function newClient (ioredis: Ioredis, options: Record<string, unknown> | string): Redis {
+  const Redis = ioredis.Redis
+  return typeof options === 'string' ? new Redis(options) : new Redis(options)
+}

@@ -1,0 +1,74 @@
+/**
+ * `fastify-langgraph-webhooks/queue`: worker processes without HTTP. They
+ * take the runs that the plugin's route stored (option `queue`) and run the
+ * listeners subscribed here, with the same `onRun` as the plugin's.
+ */
+import * as bullmq from 'bullmq'
+import type { FastifyBaseLogger } from 'fastify'
+import * as ioredis from 'ioredis'
+import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
+import type { RunWebhook } from '../schemas.js'
+import { QueueConnection } from './connection.js'
+import { jsonLineLogger } from './log.js'
+import { resolveWorkerOptions, type RedisClientLike } from './options.js'
+import { processRunJobs, startRunWorker } from './worker.js'
+
+export interface RunWorkerOptions {
+  /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
+  connection: RedisClientLike | object | string
+  /** The queue's name; the same as the plugin's `queue.name`. Default `langgraph-webhooks`. */
+  name?: string
+  /** How many runs this worker handles at a time. Default 8. */
+  concurrency?: number
+  /** How long this worker's claim on a run lasts without renewal; use the web process's `queue.lockMs`. Default 30 000 ms. */
+  lockMs?: number
+  /** Where the worker and the listeners' `log` write. Default: JSON lines on stdout, info and above. */
+  logger?: FastifyBaseLogger
+  /** A listener subscribed at creation, as with `onRun(listener)`. */
+  onRun?: RunListener<RunWebhook>
+}
+
+export interface RunWorker<Values = Record<string, unknown>> {
+  /** Subscribes a listener, as `app.langgraphWebhooks.onRun` does; returns the unsubscribe function. */
+  onRun: OnRun<Values>
+  /** Stops taking runs, lets running listeners finish (up to `lockMs`), and closes the connections it made. */
+  close(): Promise<void>
+  /** The BullMQ worker, for its events (`worker.bullmq.on('completed', …)`). */
+  readonly bullmq: bullmq.Worker
+}
+
+/**
+ * A worker for runs the plugin queued. It starts taking runs once the
+ * current code has run to its end (a `setImmediate`), so subscribe the
+ * listeners right after creating it, before awaiting anything.
+ */
+export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values> {
+  const resolved = resolveWorkerOptions(options)
+  const log = options.logger ?? jsonLineLogger()
+  const listeners = new RunListeners()
+  if (options.onRun !== undefined) listeners.on(options.onRun)
+  const connection = new QueueConnection(resolved.connection, ioredis)
+  const handle = startRunWorker({
+    bullmq,
+    connection: connection.workerTemplate(),
+    name: resolved.name,
+    concurrency: resolved.concurrency,
+    lockMs: resolved.lockMs,
+    processor: processRunJobs(listeners, log),
+    log
+  })
+  const starting = setImmediate(() => handle.start())
+  return {
+    onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
+    bullmq: handle.worker as bullmq.Worker,
+    async close () {
+      clearImmediate(starting)
+      await handle.close()
+      await connection.close()
+    }
+  }
+}
+
+export { jobIdOf, type RunJobData } from './job.js'
+export type { QueueOptions, RedisClientLike } from './options.js'
+export type { FailedRun, QueueCounts, RunQueue } from './queue.js'

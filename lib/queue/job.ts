@@ -1,0 +1,37 @@
+import type { RunWebhook } from '../schemas.js'
+
+/** What a job holds: the run as listeners see it (token masked), never the token. */
+export interface RunJobData {
+  run: RunWebhook<unknown>
+  reconciled: boolean
+  /** The delivery's trace context, for a worker span linked to it (set by telemetry when enabled). */
+  trace?: Record<string, string>
+}
+
+/**
+ * The job id of a run: one per run and status, so that a duplicate is a
+ * no-op while the job is kept. BullMQ refuses ':' in custom ids (and ids
+ * that look like integers), so ':' and '%' are percent-encoded; statuses
+ * hold no '.', which keeps the id unambiguous.
+ */
+export function jobIdOf (runId: string, status: string): string {
+  return `${runId.replaceAll('%', '%25').replaceAll(':', '%3A')}.${status}`
+}
+
+/**
+ * The error a failed attempt leaves in BullMQ's failed set: what the
+ * listeners threw, not only how many failed.
+ */
+export function describeFailure (error: AggregateError): Error {
+  const described = new Error(`${error.message}: ${error.errors.map(messageOf).join('; ')}`)
+  described.stack = `${described.message}\n${error.errors.map(stackOf).join('\n')}`
+  return described
+}
+
+function messageOf (error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function stackOf (error: unknown): string {
+  return error instanceof Error ? String(error.stack) : String(error)
+}

@@ -1,0 +1,129 @@
+import type { Queue } from 'bullmq'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { DeliveryStep } from '../delivery/step.js'
+import type { RunListeners } from '../listeners.js'
+import type { RunStatus, RunWebhook } from '../schemas.js'
+import { QueueConnection } from './connection.js'
+import { jobIdOf, type RunJobData } from './job.js'
+import { loadBullmq, loadIoredis, type Bullmq } from './load.js'
+import type { ResolvedQueue } from './options.js'
+import { createQueueStep } from './step.js'
+import { processRunJobs, startRunWorker, type RunWorkerHandle } from './worker.js'
+
+/** A run that exhausted its attempts, as `queue.failed()` lists it. */
+export interface FailedRun {
+  /** The run as listeners saw it (token masked). */
+  run: RunWebhook
+  /** How many times the listeners ran. */
+  attempts: number
+  /** What the listeners threw, on their last attempt. */
+  error: string
+  failedAt: Date
+}
+
+export interface QueueCounts {
+  waiting: number
+  active: number
+  delayed: number
+  failed: number
+  completed: number
+}
+
+/** `app.langgraphWebhooks.queue`: the dead letters and the sizes of the queue's sets. */
+export interface RunQueue {
+  /** Runs that exhausted their attempts, newest first (`limit` default 100). */
+  failed(options?: { offset?: number, limit?: number }): Promise<FailedRun[]>
+  /** Queues a failed run again, with its attempts reset; `false` when it is not in the failed set. */
+  retry(runId: string, status: RunStatus | (string & {})): Promise<boolean>
+  counts(): Promise<QueueCounts>
+}
+
+export interface StartedQueue {
+  /** The delivery step: store the run, reply 202. */
+  deliver: DeliveryStep
+  admin: RunQueue
+  /** A new client to the queue's Redis (e.g. for pub/sub); connects on first use and is closed with the queue. */
+  duplicateConnection(): Redis
+  /** Starts this process's worker, if any (once listeners had their chance to subscribe). */
+  start(): void
+  /** Stops taking jobs, lets running listeners finish (up to lockMs), closes the connections made here. */
+  close(): Promise<void>
+}
+
+/** The loaders of the optional peers; a test swaps them to see a missing package refused. */
+export interface QueuePeers {
+  bullmq: () => Promise<Bullmq>
+  ioredis: typeof loadIoredis
+}
+
+const PEERS: QueuePeers = { bullmq: loadBullmq, ioredis: loadIoredis }
+
+export async function startQueue (
+  options: ResolvedQueue,
+  listeners: RunListeners,
+  log: FastifyBaseLogger,
+  peers: QueuePeers = PEERS
+): Promise<StartedQueue> {
+  const bullmq = await peers.bullmq()
+  const ioredis = 'client' in options.connection ? undefined : await peers.ioredis()
+  const connection = new QueueConnection(options.connection, ioredis)
+  const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, {
+    connection: connection.client,
+    defaultJobOptions: {
+      attempts: options.attempts,
+      backoff: { type: 'exponential', delay: options.backoffMs },
+      // Kept so that the sender's retries are duplicates; then removed, so memory in Redis stays bounded.
+      removeOnComplete: { age: Math.ceil(options.keepCompletedMs / 1000) },
+      removeOnFail: { age: Math.ceil(options.keepFailedMs / 1000) }
+    }
+  })
+  queue.on('error', (error) => log.error({ err: error }, 'run webhook queue error'))
+
+  let worker: RunWorkerHandle | undefined
+  if (options.worker) {
+    worker = startRunWorker({
+      bullmq,
+      connection: connection.workerTemplate(),
+      name: options.name,
+      concurrency: options.concurrency,
+      lockMs: options.lockMs,
+      processor: processRunJobs(listeners, log),
+      log
+    })
+  }
+
+  return {
+    deliver: createQueueStep(queue, connection.client, options.addTimeoutMs),
+    admin: {
+      async failed ({ offset = 0, limit = 100 } = {}) {
+        const jobs = await queue.getFailed(offset, offset + limit - 1)
+        return jobs.map((job) => ({
+          run: job.data.run as RunWebhook,
+          attempts: job.attemptsMade,
+          error: job.failedReason,
+          failedAt: new Date(job.finishedOn!)
+        }))
+      },
+      async retry (runId, status) {
+        const job = await queue.getJob(jobIdOf(runId, status))
+        if (job === undefined || !(await job.isFailed())) return false
+        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+        return true
+      },
+      async counts () {
+        const { waiting, active, delayed, failed, completed } = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')
+        return { waiting, active, delayed, failed, completed }
+      }
+    },
+    duplicateConnection: () => connection.duplicate(),
+    start () {
+      worker?.start()
+    },
+    async close () {
+      await worker?.close()
+      await queue.close()
+      await connection.close()
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import type { Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { DeliveryStep } from '../delivery/step.js'
+import { QueueUnavailableError } from '../errors.js'
+import { jobIdOf, type RunJobData } from './job.js'
+
+/** Statuses in which ioredis would only queue a command: refuse at once instead. */
+const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
+
+class AddTimeoutError extends Error {}
+
+function bounded<T> (operation: Promise<T>, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new AddTimeoutError(`Redis did not store the job within ${timeoutMs} ms (is it reachable?)`))
+    }, timeoutMs)
+    operation.then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, (error: unknown) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+}
+
+/**
+ * "Store the run, reply 202": adds the run as a job keyed by run id and
+ * status, and answers once Redis has it. A run already stored (a sender's
+ * retry) is a no-op in Redis and a `duplicate` here. When Redis cannot take
+ * it — down, reconnecting, or not answering within `timeoutMs` — the
+ * delivery fails with a 503, so the sender retries; a job that still lands
+ * after such a timeout makes that retry a duplicate, and is handled once.
+ */
+export function createQueueStep (queue: Queue<RunJobData>, client: Redis, timeoutMs: number): DeliveryStep {
+  return async function enqueue (delivery) {
+    if (DISCONNECTED.has(client.status)) {
+      delivery.log.error({ redis: client.status }, 'the queue cannot store a run webhook: Redis is unreachable')
+      throw new QueueUnavailableError()
+    }
+    const { run } = delivery
+    const jobId = jobIdOf(run.run_id, run.status)
+    // Sent first on the connection that adds the job, so it sees the state
+    // just before the add: whether this is a duplicate, in one round-trip.
+    const existed = client.exists(queue.toKey(jobId))
+    const added = queue.add(run.status, { run, reconciled: delivery.reconciled }, { jobId })
+    let found: number
+    try {
+      [found] = await bounded(Promise.all([existed, added]), timeoutMs)
+    } catch (error) {
+      delivery.log.error({ err: error }, 'the queue failed to store a run webhook')
+      throw new QueueUnavailableError({ cause: error })
+    }
+    if (found === 1) {
+      delivery.log.info('duplicate run webhook acknowledged: the run is already queued')
+      return 'duplicate'
+    }
+    return 'queued'
+  }
+}
