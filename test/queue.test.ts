@@ -246,7 +246,8 @@ t.test('close() waits for a stuck listener only up to lockMs; another worker the
 t.test('Redis stopped: 503 with Retry-After within addTimeoutMs while the client reconnects; 202 again once it is back', async (t) => {
   const own = await startRedisServer()
   t.teardown(() => own.stop())
-  const { app, lines } = await instance(t, own, { name: queueName(), worker: false, addTimeoutMs: 300 })
+  // A URL: the plugin's own client, which reports its connection errors to nobody but the queue.
+  const { app, lines } = await instance(t, own, { name: queueName(), worker: false, addTimeoutMs: 300, connection: own.url })
   await app.ready()
   t.equal((await deliverRun(app, buildRunWebhook(), { token })).statusCode, 202)
   await own.stop()
@@ -331,6 +332,21 @@ t.test('Redis killed (SIGKILL) and restarted from its append-only file: nothing 
   t.teardown(() => worker.close())
   await until(() => accepted.every((id) => handled.has(id)), 8000, `all ${accepted.length} accepted runs handled`)
   t.pass(`all ${accepted.length} runs answered 202 were handled after the restart`)
+})
+
+t.test('Redis refusing writes (maxmemory reached, noeviction): 503 with Retry-After, and the error logged', async (t) => {
+  const name = queueName()
+  const { app, client, lines } = await instance(t, server, { name, worker: false })
+  await app.ready()
+  await client.config('SET', 'maxmemory-policy', 'noeviction')
+  await client.config('SET', 'maxmemory', '1')
+  t.teardown(() => client.config('SET', 'maxmemory', '0'))
+  const full = await deliverRun(app, buildRunWebhook(), { token })
+  await client.config('SET', 'maxmemory', '0')
+  t.equal(full.statusCode, 503)
+  t.equal(full.headers['retry-after'], String(RETRY_AFTER_SECONDS))
+  t.match(lines.find((l) => l.msg === 'the queue failed to store a run webhook'), { level: 50, err: { message: /OOM/ } })
+  t.equal((await deliverRun(app, buildRunWebhook(), { token })).statusCode, 202, 'accepted again once Redis has room')
 })
 
 t.test('without the queue option, app.langgraphWebhooks.queue says how to set it', async (t) => {

@@ -39,7 +39,8 @@ export function processRunJobs (listeners: RunListeners, log: FastifyBaseLogger)
     try {
       await listeners.receive(job.data.run, context)
     } catch (error) {
-      const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+      // A job added without `attempts` (by another producer) has one attempt.
+      const last = !(job.attemptsMade + 1 < (job.opts.attempts as number))
       context.log.error({ err: error }, last
         ? 'run webhook listeners failed for the last time: the run is in the failed set (queue.failed(), queue.retry())'
         : 'run webhook listeners failed: the run will be retried')

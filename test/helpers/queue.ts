@@ -53,3 +53,13 @@ export async function until (condition: () => boolean | Promise<boolean>, timeou
     await sleep(10)
   }
 }
+
+/**
+ * The node arguments of a spawned fixture: this process's own loader (tap's
+ * TypeScript loader under tap, tsx under tsx), so that TypeScript fixtures
+ * run, and their coverage maps onto the same sources.
+ */
+export function nodeArgs (...args: string[]): string[] {
+  const loader = process.execArgv.length > 0 ? process.execArgv : ['--import', 'tsx']
+  return [...loader, ...args]
+}

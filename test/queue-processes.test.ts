@@ -1,0 +1,68 @@
+// Web and worker processes apart, as they are deployed: the web instance
+// (worker: false) in this process, workers spawned from test/fixtures/run-worker.ts.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { buildRunWebhook, deliverRun } from '../lib/testing.js'
+import { startRedisServer } from './helpers/redis-server.js'
+import { instance, nodeArgs, queueName, token, until } from './helpers/queue.js'
+
+const server = await startRedisServer()
+t.teardown(() => server.stop())
+const fixture = fileURLToPath(new URL('./fixtures/run-worker.ts', import.meta.url))
+const LOCK_MS = 600
+
+interface WorkerProcess {
+  child: ChildProcess
+  events: Array<{ event: string, run_id?: string, attempt?: number }>
+}
+
+function spawnWorker (name: string): WorkerProcess {
+  const child = spawn(process.execPath, nodeArgs(fixture), {
+    env: { ...process.env, REDIS_URL: server.url, QUEUE_NAME: name, LOCK_MS: String(LOCK_MS) },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const events: WorkerProcess['events'] = []
+  createInterface({ input: child.stdout! }).on('line', (line) => { events.push(JSON.parse(line)) })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  return { child, events }
+}
+
+t.test('runs accepted while no worker process runs are handled once one starts; a worker SIGKILLed mid-listener loses its run to another after lockMs', async (t) => {
+  const name = queueName()
+  const { app } = await instance(t, server, { name, worker: false, lockMs: LOCK_MS })
+  await app.ready()
+
+  // No worker anywhere: the route still stores and acknowledges.
+  const runs = Array.from({ length: 5 }, () => buildRunWebhook())
+  const hanging = buildRunWebhook({ values: { hang: true } })
+  for (const run of [...runs, hanging]) t.equal((await deliverRun(app, run, { token })).statusCode, 202)
+  t.same(await app.langgraphWebhooks.queue.counts(), { waiting: 6, active: 0, delayed: 0, failed: 0, completed: 0 })
+
+  const first = spawnWorker(name)
+  await until(() => first.events.filter((e) => e.event === 'done').length === 5 &&
+    first.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), 8000, 'the first worker took every run')
+  t.same(first.events.filter((e) => e.event === 'done').map((e) => e.run_id).sort(), runs.map((run) => run.run_id).sort(), 'each accepted run handled once')
+
+  // Killed mid-listener: no chance to release its claim.
+  first.child.kill('SIGKILL')
+  await once(first.child, 'exit')
+  const killed = Date.now()
+  const second = spawnWorker(name)
+  await until(() => second.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), 8000, 'the run taken over')
+  const after = Date.now() - killed
+  const takeover = second.events.find((e) => e.event === 'start')!
+  t.equal(takeover.attempt, 2, 'taken over as its second attempt')
+  t.ok(after >= LOCK_MS / 2, `taken over once the dead worker's claim expired (${after} ms after the kill)`)
+  t.notOk(second.events.some((e) => e.event === 'done' && e.run_id !== hanging.run_id), 'the handled runs are not run again')
+  t.same(await app.langgraphWebhooks.queue.counts(), { waiting: 0, active: 1, delayed: 0, failed: 0, completed: 5 })
+
+  // A graceful stop of a worker process: SIGTERM, close(), exit.
+  const third = spawnWorker(name)
+  await until(() => third.events.some((e) => e.event === 'ready'), 8000, 'the third worker ready')
+  third.child.kill('SIGTERM')
+  await once(third.child, 'exit')
+  t.ok(third.events.some((e) => e.event === 'closed'), 'closed and exited on its own')
+})
