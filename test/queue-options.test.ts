@@ -47,6 +47,7 @@ t.test('options that do not combine with a queue are refused', async (t) => {
   await refused(t, { dedupe: true, queue: { connection: lazy } }, /dedupe and queue do not combine: with queue, the job key \(run_id and status\) already makes a duplicate a no-op/)
   await refused(t, { ack: 'received', queue: { connection: lazy } }, /ack does not apply with queue/)
   await refused(t, { redactToken: false, queue: { connection: lazy } }, /redactToken: false does not combine with queue/)
+  await refused(t, { allowedFields: ['run_id', 'values'], queue: { connection: lazy } }, /queue reads run_id and status from every webhook body, but allowedFields does not list status/)
   t.ok(resolveQueueOptions({ connection: lazy }, { dedupe: false, redactToken: true }), 'dedupe: false and redactToken: true are fine')
   t.match(resolveQueueOptions({ connection: 'rediss://cache:6380' }), {
     connection: { options: 'rediss://cache:6380' }, name: 'langgraph-webhooks', attempts: 10, backoffMs: 1000, concurrency: 8, worker: true, lockMs: 30_000, addTimeoutMs: 2000, keepCompletedMs: 3_600_000, keepFailedMs: 604_800_000
