@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type RouteHandlerMethod } from 'fastify'
 import * as lib from '../lib/index.js'
 
 // BENCH_LIB=<path of another build's index.ts> benchmarks that build of the
@@ -21,7 +21,7 @@ export const TOKEN = '0b1e0c7f5a3d49e2a8c6f4d2b0e8c6a4f2d0b8e6c4a2f0d8b6e4c2a0f8
 /** Same length, wrong. */
 export const WRONG_TOKEN = TOKEN.replace(/^./, (c) => (c === 'f' ? 'e' : 'f'))
 
-export type CaseName = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
+export type CaseName = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h'
 
 export interface BenchCase {
   readonly name: CaseName
@@ -38,8 +38,13 @@ export const CASES: readonly BenchCase[] = [
   { name: 'c', label: 'plugin + in-memory dedupe', token: TOKEN, status: 204 },
   { name: 'd', label: "plugin, ack: 'received'", token: TOKEN, status: 202 },
   { name: 'e', label: 'plugin, wrong token (401)', token: WRONG_TOKEN, status: 401 },
-  { name: 'f', label: 'hand-written route (Ajv + digest compare)', token: TOKEN, status: 204 }
+  { name: 'f', label: 'hand-written route (Ajv + digest compare)', token: TOKEN, status: 204 },
+  { name: 'g', label: 'plugin, queue (BullMQ job, worker elsewhere)', token: TOKEN, status: 202 },
+  { name: 'h', label: 'hand-written route calling BullMQ queue.add', token: TOKEN, status: 202 }
 ]
+
+/** The cases that need Redis (bench/run.ts starts a redis-server and passes REDIS_URL). */
+export const REDIS_CASES: readonly CaseName[] = ['g', 'h']
 
 /** The one listener of the plugin cases, and what the hand-written route calls. */
 let received = 0
@@ -52,6 +57,30 @@ export function receivedCount (): number {
 
 function parseTextAsJson (app: FastifyInstance): void {
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
+}
+
+function redisUrl (): string {
+  const url = process.env.REDIS_URL
+  if (url === undefined) throw new Error('cases g and h need REDIS_URL (bench/run.ts starts a redis-server)')
+  return url
+}
+
+/** What one would write by hand: Fastify's own validation (Ajv) of RunWebhookSchema, and a SHA-256 digest compare in onRequest. */
+function handWritten (app: FastifyInstance, handler: RouteHandlerMethod): void {
+  parseTextAsJson(app)
+  const expected = createHash('sha256').update(TOKEN).digest()
+  app.post(PATH, {
+    schema: { body: RunWebhookSchema },
+    onRequest (request, reply, done) {
+      const token = (request.query as { token?: unknown }).token
+      const ok = typeof token === 'string' && timingSafeEqual(createHash('sha256').update(token).digest(), expected)
+      if (!ok) {
+        reply.code(401).send({ message: 'Unauthorized' })
+        return
+      }
+      done()
+    }
+  }, handler)
 }
 
 export async function buildApp (name: CaseName): Promise<FastifyInstance> {
@@ -75,25 +104,35 @@ export async function buildApp (name: CaseName): Promise<FastifyInstance> {
     case 'd':
       await app.register(langgraphWebhooks, { token: TOKEN, onRun: listener, ack: 'received' })
       break
-    case 'f': {
+    case 'f':
       // (f) What one would write by hand: Fastify's own validation (Ajv) of
       // RunWebhookSchema, and a SHA-256 digest compare in onRequest.
-      parseTextAsJson(app)
-      const expected = createHash('sha256').update(TOKEN).digest()
-      app.post(PATH, {
-        schema: { body: RunWebhookSchema },
-        onRequest (request, reply, done) {
-          const token = (request.query as { token?: unknown }).token
-          const ok = typeof token === 'string' && timingSafeEqual(createHash('sha256').update(token).digest(), expected)
-          if (!ok) {
-            reply.code(401).send({ message: 'Unauthorized' })
-            return
-          }
-          done()
-        }
-      }, (request, reply) => {
+      handWritten(app, (request, reply) => {
         listener(request.body)
         reply.code(204).send()
+      })
+      break
+    case 'g':
+      // (g) The queued route: each run stored as a BullMQ job; no worker in this process.
+      await app.register(langgraphWebhooks, { token: TOKEN, queue: { connection: redisUrl(), name: 'bench-g', worker: false } })
+      break
+    case 'h': {
+      // (h) (f), storing the run with BullMQ's queue.add itself, keyed and kept as the plugin does.
+      const { Queue } = await import('bullmq')
+      const { Redis } = await import('ioredis')
+      const client = new Redis(redisUrl())
+      const queue = new Queue('bench-h', {
+        connection: client,
+        defaultJobOptions: { attempts: 10, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 3600 }, removeOnFail: { age: 604800 } }
+      })
+      app.addHook('onClose', async () => {
+        await queue.close()
+        await client.quit()
+      })
+      handWritten(app, async (request, reply) => {
+        const run = request.body as { run_id: string, status: string }
+        await queue.add(run.status, { run, reconciled: false }, { jobId: `${run.run_id}.${run.status}` })
+        reply.code(202).send()
       })
       break
     }

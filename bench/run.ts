@@ -12,7 +12,7 @@
  * Options (`npm run bench -- --rounds 5`): --rounds, --duration-small and
  * --duration-large (seconds per measurement), --warmup (seconds before each
  * measurement), --initial-warmup (seconds per server before the first
- * round), --cases abcdef, --bodies small,large, --connections-small,
+ * round), --cases abcdefgh (g and h, the queued cases, need redis-server and use the real body only), --bodies small,large, --connections-small,
  * --connections-large, --out <dir> (default bench/; writes results.json,
  * results.md, ratios.svg), --cpu-prof <dir> (start the servers with
  * node --cpu-prof; see bench/profile.ts), --lib <path/to/lib/index.ts>
@@ -26,7 +26,8 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { BODIES, stampRunId, type BenchBody } from './bodies.js'
-import { CASES, PATH, type BenchCase } from './cases.js'
+import { startLocalRedis } from '../examples/redis-server.js'
+import { CASES, PATH, REDIS_CASES, type BenchCase } from './cases.js'
 import { renderMarkdown, renderSvg, summarise, type Measurement, type Results } from './report.js'
 import type { ServerMark } from './server.js'
 
@@ -56,7 +57,10 @@ const durations: Record<string, number> = {
 }
 const warmup = Number(args.warmup)
 const initialWarmup = Number(args['initial-warmup'])
-const cases = CASES.filter((c) => args.cases.includes(c.name))
+// The queued cases need a redis-server on the PATH; without one they are left out.
+const redis = CASES.some((c) => REDIS_CASES.includes(c.name) && args.cases.includes(c.name)) ? await startLocalRedis() : undefined
+if (redis === undefined && REDIS_CASES.some((name) => args.cases.includes(name))) console.log('bench: redis-server is not on the PATH; cases g and h are left out')
+const cases = CASES.filter((c) => args.cases.includes(c.name) && (redis !== undefined || !REDIS_CASES.includes(c.name)))
 const bodies = BODIES.filter((b) => args.bodies.split(',').includes(b.name))
 const connections: Record<string, number> = {
   small: Number(args['connections-small']),
@@ -80,7 +84,7 @@ async function startServer (benchCase: BenchCase, body: BenchBody): Promise<Serv
     // One directory per server: the main thread and tsx's loader thread each write a profile.
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resolve(args['cpu-prof']), `${benchCase.name}-${body.name}`)}`)
   }
-  const env = args.lib === undefined ? process.env : { ...process.env, BENCH_LIB: resolve(args.lib) }
+  const env = { ...process.env, ...(args.lib === undefined ? {} : { BENCH_LIB: resolve(args.lib) }), ...(redis === undefined ? {} : { REDIS_URL: redis.url }) }
   const child = fork(join(here, 'server.ts'), [benchCase.name], { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const port = await new Promise<string>((resolve, reject) => {
     child.once('message', (message: { type: string, port: string }) => resolve(message.port))
@@ -208,7 +212,11 @@ async function main (): Promise<void> {
 
   const servers: Server[] = []
   for (const body of bodies) {
-    for (const benchCase of cases) servers.push(await startServer(benchCase, body))
+    for (const benchCase of cases) {
+      // A queue of 1 MiB jobs would fill Redis's memory within a round.
+      if (body.name === 'large' && REDIS_CASES.includes(benchCase.name)) continue
+      servers.push(await startServer(benchCase, body))
+    }
   }
   const measurements: Measurement[] = []
   try {
@@ -248,6 +256,7 @@ async function main (): Promise<void> {
     }
   } finally {
     await Promise.all(servers.map(stopServer))
+    await redis?.stop()
   }
 
   const results: Results = {
