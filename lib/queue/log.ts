@@ -4,6 +4,7 @@ const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 
 type Level = keyof typeof LEVELS
 
 function serialize (value: unknown): unknown {
+  if (value instanceof AggregateError) return { type: value.name, message: value.message, stack: value.stack, errors: value.errors.map(serialize) }
   if (value instanceof Error) return { type: value.name, message: value.message, stack: value.stack }
   return value
 }
