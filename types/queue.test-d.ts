@@ -1,0 +1,39 @@
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { expectError, expectType } from 'tsd'
+import langgraphWebhooks, { type FailedRun, type QueueCounts, type RunContext, type RunError, type RunWebhook } from 'fastify-langgraph-webhooks'
+import { createRunWorker, type RunWorker } from 'fastify-langgraph-webhooks/queue'
+
+const connection = new Redis({ lazyConnect: true })
+const app = Fastify()
+await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection } })
+await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection: 'redis://127.0.0.1:6379', name: 'hooks', attempts: 5, backoffMs: 500, concurrency: 4, worker: false, lockMs: 10_000 } })
+await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection: { host: '127.0.0.1', port: 6379 } } })
+expectError(app.register(langgraphWebhooks, { token: 'x', queue: {} }))
+expectError(app.register(langgraphWebhooks, { token: 'x', queue: { connection, worker: 'no' } }))
+expectError(app.register(langgraphWebhooks, { token: 'x', queue: { connection, attemps: 3 } }))
+
+expectType<FailedRun[]>(await app.langgraphWebhooks.queue.failed())
+expectType<FailedRun[]>(await app.langgraphWebhooks.queue.failed({ offset: 10, limit: 10 }))
+expectType<boolean>(await app.langgraphWebhooks.queue.retry('run-id', 'error'))
+expectType<QueueCounts>(await app.langgraphWebhooks.queue.counts())
+const [failed] = await app.langgraphWebhooks.queue.failed()
+expectType<RunWebhook>(failed!.run)
+expectType<string>(failed!.error)
+expectType<number>(failed!.attempts)
+expectType<Date>(failed!.failedAt)
+
+// A worker process: the plugin's onRun, typed the same way.
+const worker = createRunWorker({ connection, name: 'hooks', concurrency: 8, lockMs: 30_000 })
+expectType<RunWorker>(worker)
+const off = worker.onRun('error', (run, context) => {
+  expectType<'error'>(run.status)
+  expectType<RunError | undefined>(run.error)
+  expectType<RunContext>(context)
+  expectType<number>(context.attempt)
+})
+off()
+worker.onRun(['success', 'interrupted'], (run) => { expectType<'success' | 'interrupted'>(run.status) })
+expectError(worker.onRun('sucess', () => {}))
+expectError(createRunWorker({ name: 'hooks' }))
+expectType<Promise<void>>(worker.close())
