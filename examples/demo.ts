@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { buildApp } from './app.js'
 import { maskTokenInUrl } from '../lib/index.js'
+import { demoQueuedPath } from './demo-queue.js'
 import { startLangGraphServer, waitUntilRunning } from './langgraph-server.js'
 
 const TIMEOUT_MS = 20_000
@@ -75,6 +76,9 @@ try {
   await Promise.all(started.map((run) => app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: TIMEOUT_MS })))
   await app.close()
   console.log(`\nall ${started.length} runs delivered`)
+
+  // 5. The queued path, when redis-server is on the PATH.
+  await demoQueuedPath(lg, token, TIMEOUT_MS)
 } catch (err) {
   console.error(err)
   exitCode = 1
