@@ -70,7 +70,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
   fastify.addHook('onClose', () => runner.close())
 
-  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log)
+  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log, telemetry)
   if (queue !== undefined) {
     // Listeners subscribed after register() still get the first jobs.
     fastify.addHook('onReady', (done) => { queue.start(); done() })

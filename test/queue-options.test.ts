@@ -13,6 +13,7 @@ import { loadPeer } from '../lib/queue/load.js'
 import { jsonLineLogger } from '../lib/queue/log.js'
 import { resolveQueueOptions } from '../lib/queue/options.js'
 import { startQueue } from '../lib/queue/queue.js'
+import { createTelemetry } from '../lib/telemetry.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { nodeArgs } from './helpers/queue.js'
 
@@ -80,13 +81,13 @@ t.test('without bullmq installed, registration says to install it', async (t) =>
   const broken = new SyntaxError('bullmq is broken')
   await t.rejects(loadPeer('bullmq', 'queue', async () => { throw broken }), broken, 'another failure is passed on as it is')
   const peers = { bullmq: () => loadPeer('bullmq', 'queue', async () => { throw missing }), ioredis: async () => { throw new Error('not reached') } }
-  await t.rejects(startQueue(resolveQueueOptions({ connection: lazy })!, new RunListeners(), Fastify().log, peers), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER' })
+  await t.rejects(startQueue(resolveQueueOptions({ connection: lazy })!, new RunListeners(), Fastify().log, createTelemetry(), peers), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER' })
 })
 
 t.test('duplicateConnection gives a client to the queue\'s Redis, closed with the queue', async (t) => {
   const server = await startRedisServer()
   t.teardown(() => server.stop())
-  const queue = await startQueue(resolveQueueOptions({ connection: server.url, worker: false })!, new RunListeners(), Fastify().log)
+  const queue = await startQueue(resolveQueueOptions({ connection: server.url, worker: false })!, new RunListeners(), Fastify().log, createTelemetry())
   const subscriber = queue.duplicateConnection()
   t.equal(subscriber.status, 'wait', 'connects on first use')
   t.equal(await subscriber.ping(), 'PONG')

@@ -8,6 +8,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import * as ioredis from 'ioredis'
 import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
+import { createTelemetry } from '../telemetry.js'
 import { QueueConnection } from './connection.js'
 import { jsonLineLogger } from './log.js'
 import { resolveWorkerOptions, type RedisClientLike } from './options.js'
@@ -54,7 +55,8 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
     name: resolved.name,
     concurrency: resolved.concurrency,
     lockMs: resolved.lockMs,
-    processor: processRunJobs(listeners, log),
+    // With an OpenTelemetry SDK registered, each run is a span linked to its delivery's.
+    processor: createTelemetry().processing(processRunJobs(listeners, log)),
     log
   })
   const starting = setImmediate(() => handle.start())

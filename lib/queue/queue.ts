@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import type { DeliveryStep } from '../delivery/step.js'
 import type { RunListeners } from '../listeners.js'
 import type { RunStatus, RunWebhook } from '../schemas.js'
+import type { Telemetry } from '../telemetry.js'
 import { QueueConnection } from './connection.js'
 import { jobIdOf, type RunJobData } from './job.js'
 import { loadBullmq, loadIoredis, type Bullmq } from './load.js'
@@ -59,10 +60,14 @@ export interface QueuePeers {
 
 const PEERS: QueuePeers = { bullmq: loadBullmq, ioredis: loadIoredis }
 
+/** What the queue asks of telemetry: the trace context for a job, the worker's span, the gauges. */
+export type QueueTelemetry = Pick<Telemetry, 'carrier' | 'processing' | 'observeQueue' | 'timed'>
+
 export async function startQueue (
   options: ResolvedQueue,
-  listeners: RunListeners,
+  listeners: Pick<RunListeners, 'receive'>,
   log: FastifyBaseLogger,
+  telemetry: QueueTelemetry,
   peers: QueuePeers = PEERS
 ): Promise<StartedQueue> {
   const bullmq = await peers.bullmq()
@@ -88,34 +93,37 @@ export async function startQueue (
       name: options.name,
       concurrency: options.concurrency,
       lockMs: options.lockMs,
-      processor: processRunJobs(listeners, log),
+      processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log)),
       log
     })
   }
 
-  return {
-    deliver: createQueueStep(queue, connection.client, options.addTimeoutMs),
-    admin: {
-      async failed ({ offset = 0, limit = 100 } = {}) {
-        const jobs = await queue.getFailed(offset, offset + limit - 1)
-        return jobs.map((job) => ({
-          run: job.data.run as RunWebhook,
-          attempts: job.attemptsMade,
-          error: job.failedReason,
-          failedAt: new Date(job.finishedOn!)
-        }))
-      },
-      async retry (runId, status) {
-        const job = await queue.getJob(jobIdOf(runId, status))
-        if (job === undefined || !(await job.isFailed())) return false
-        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
-        return true
-      },
-      async counts () {
-        const { waiting, active, delayed, failed, completed } = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')
-        return { waiting, active, delayed, failed, completed }
-      }
+  const admin: RunQueue = {
+    async failed ({ offset = 0, limit = 100 } = {}) {
+      const jobs = await queue.getFailed(offset, offset + limit - 1)
+      return jobs.map((job) => ({
+        run: job.data.run as RunWebhook,
+        attempts: job.attemptsMade,
+        error: job.failedReason,
+        failedAt: new Date(job.finishedOn!)
+      }))
     },
+    async retry (runId, status) {
+      const job = await queue.getJob(jobIdOf(runId, status))
+      if (job === undefined || !(await job.isFailed())) return false
+      await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+      return true
+    },
+    async counts () {
+      const { waiting, active, delayed, failed, completed } = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')
+      return { waiting, active, delayed, failed, completed }
+    }
+  }
+  telemetry.observeQueue(async () => ({ ...await admin.counts() }))
+
+  return {
+    deliver: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
+    admin,
     duplicateConnection: () => connection.duplicate(),
     start () {
       worker?.start()

@@ -31,8 +31,14 @@ function bounded<T> (operation: Promise<T>, timeoutMs: number): Promise<T> {
  * it — down, reconnecting, or not answering within `timeoutMs` — the
  * delivery fails with a 503, so the sender retries; a job that still lands
  * after such a timeout makes that retry a duplicate, and is handled once.
+ * `carrier` gives the delivery's trace context to store with the job.
  */
-export function createQueueStep (queue: Queue<RunJobData>, client: Redis, timeoutMs: number): DeliveryStep {
+export function createQueueStep (
+  queue: Queue<RunJobData>,
+  client: Redis,
+  timeoutMs: number,
+  carrier: () => Record<string, string> | undefined = () => undefined
+): DeliveryStep {
   return async function enqueue (delivery) {
     if (DISCONNECTED.has(client.status)) {
       delivery.log.error({ redis: client.status }, 'the queue cannot store a run webhook: Redis is unreachable')
@@ -43,7 +49,10 @@ export function createQueueStep (queue: Queue<RunJobData>, client: Redis, timeou
     // Sent first on the connection that adds the job, so it sees the state
     // just before the add: whether this is a duplicate, in one round-trip.
     const existed = client.exists(queue.toKey(jobId))
-    const added = queue.add(run.status, { run, reconciled: delivery.reconciled }, { jobId })
+    // The delivery's trace context, so that the worker's span links to it.
+    const trace = carrier()
+    const data: RunJobData = trace === undefined ? { run, reconciled: delivery.reconciled } : { run, reconciled: delivery.reconciled, trace }
+    const added = queue.add(run.status, data, { jobId })
     let found: number
     try {
       [found] = await bounded(Promise.all([existed, added]), timeoutMs)

@@ -33,7 +33,7 @@ class JobContext implements RunContext {
 }
 
 /** Runs a job's run through the listeners; a failure is retried by BullMQ, or ends in the failed set. */
-export function processRunJobs (listeners: RunListeners, log: FastifyBaseLogger): RunJobProcessor {
+export function processRunJobs (listeners: Pick<RunListeners, 'receive'>, log: FastifyBaseLogger): RunJobProcessor {
   return async function processRun (job) {
     const context = new JobContext(job, log)
     try {
