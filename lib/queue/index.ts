@@ -73,4 +73,4 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
 
 export { jobIdOf, type RunJobData } from './job.js'
 export type { QueueOptions, RedisClientLike } from './options.js'
-export type { FailedRun, QueueCounts, RunQueue } from './queue.js'
+export type { FailedRun, QueueCounts, RunQueue } from './types.js'
