@@ -37,7 +37,7 @@ export function createQueueStep (
   queue: Queue<RunJobData>,
   client: Redis,
   timeoutMs: number,
-  carrier: () => Record<string, string> | undefined = () => undefined
+  carrier: () => Record<string, string> | undefined
 ): DeliveryStep {
   return async function enqueue (delivery) {
     if (DISCONNECTED.has(client.status)) {
