@@ -68,8 +68,8 @@ export interface RunWorkerHandle {
   close(): Promise<void>
 }
 
-// A run whose worker died this many times (it likely kills the worker) goes
-// to the failed set instead of taking workers down one after another.
+// A run taken over from dead workers more than this many times (it likely
+// kills them) goes to the failed set instead of taking workers down one after another.
 const MAX_STALLED = 3
 
 function noop (): void {}
