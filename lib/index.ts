@@ -78,7 +78,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     fastify.addHook('onClose', () => queue.close())
   }
 
-  const runs = await createRuns(options, fastify.log)
+  const runs = await createRuns(options, fastify.log, queue?.redis)
   fastify.addHook('preClose', () => runs.stop())
   fastify.addHook('onClose', () => runs.close())
 

@@ -349,6 +349,21 @@ t.test('Redis refusing writes (maxmemory reached, noeviction): 503 with Retry-Af
   t.equal((await deliverRun(app, buildRunWebhook(), { token })).statusCode, 202, 'accepted again once Redis has room')
 })
 
+t.test("with a queue, a delivery received by one instance resolves waitForRun on every instance (the queue's Redis)", async (t) => {
+  const name = queueName()
+  const a = await instance(t, server, { name, worker: false })
+  const b = await instance(t, server, { name })
+  await a.app.ready()
+  await b.app.ready()
+  const run = withToken(buildRunWebhook())
+  const waiting = b.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 3000 })
+  await sleep(100) // the relay's subscription is made at registration; give it its round-trip
+  t.equal((await deliverRun(a.app, run, { token })).statusCode, 202)
+  const got = await waiting
+  t.equal(got.run_id, run.run_id)
+  t.equal(got.kwargs.webhook, 'https://app.example/webhooks/langgraph?token=[REDACTED]', 'the token masked for the waiter too')
+})
+
 t.test('without the queue option, app.langgraphWebhooks.queue says how to set it', async (t) => {
   const app = Fastify()
   await app.register(plugin, { token })

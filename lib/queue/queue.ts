@@ -19,6 +19,8 @@ export interface StartedQueue {
   admin: RunQueue
   /** A new client to the queue's Redis (e.g. for pub/sub); connects on first use and is closed with the queue. */
   duplicateConnection(): Redis
+  /** The queue's client, with a key prefix of this queue's own, for what the plugin keeps beside the jobs (tracked runs, waiters' relay). */
+  readonly redis: { client: Redis, prefix: string, timeoutMs: number }
   /** Starts this process's worker, if any (once listeners had their chance to subscribe). */
   start(): void
   /** Stops taking jobs, lets running listeners finish (up to lockMs), closes the connections made here. */
@@ -98,6 +100,7 @@ export async function startQueue (
     deliver: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
     admin,
     duplicateConnection: () => connection.duplicate(),
+    redis: { client: connection.client, prefix: `langgraph-webhooks:${options.name}:`, timeoutMs: options.addTimeoutMs },
     start () {
       worker?.start()
     },

@@ -36,15 +36,14 @@ export interface Runs {
   close (): Promise<void>
 }
 
-/** The connection of a Redis dedupe store, or of the queue. */
-function redisOf (options: ResolvedOptions): RedisConnection | undefined {
-  // TODO(queue): the queue's connection, once `queue` is an option.
-  return (options.dedupe?.store as { [REDIS_CONNECTION]?: RedisConnection } | undefined)?.[REDIS_CONNECTION]
+/** The connection of the queue, or of a Redis dedupe store (the two do not combine). */
+function redisOf (options: ResolvedOptions, queue: RedisConnection | undefined): RedisConnection | undefined {
+  return queue ?? (options.dedupe?.store as { [REDIS_CONNECTION]?: RedisConnection } | undefined)?.[REDIS_CONNECTION]
 }
 
 /** Everything of the runs the application starts and waits for, tracked in Redis when the plugin has a connection. */
-export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger): Promise<Runs> {
-  const redis = redisOf(options)
+export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, queue?: RedisConnection): Promise<Runs> {
+  const redis = redisOf(options, queue)
   const waiters = new RunWaiters()
   if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, (run) => waiters.heard(run), log))
 
