@@ -42,8 +42,10 @@ function redisOf (options: ResolvedOptions, queue: RedisConnection | undefined):
 }
 
 /** Everything of the runs the application starts and waits for, tracked in Redis when the plugin has a connection. */
-export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, queue?: RedisConnection): Promise<Runs> {
-  const redis = redisOf(options, queue)
+// `queue` is the queue's RedisConnection, typed loosely so that the
+// declarations need no ioredis.
+export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, queue?: object): Promise<Runs> {
+  const redis = redisOf(options, queue as RedisConnection | undefined)
   const waiters = new RunWaiters()
   if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, (run) => waiters.heard(run), log))
 

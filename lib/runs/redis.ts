@@ -204,7 +204,13 @@ export async function createRedisRelay (
       })
     },
     async close () {
-      subscriber.disconnect()
+      // ioredis resubscribes on reconnect without awaiting the reply: cut
+      // under it, that command would reject unhandled. QUIT waits for it.
+      if (subscriber.status === 'ready') {
+        await subscriber.quit().catch(() => subscriber.disconnect())
+      } else {
+        subscriber.disconnect()
+      }
     }
   }
 }
