@@ -11,8 +11,12 @@ export interface WaitForRunOptions {
 export const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60 * 1000
 /** How long a delivery is remembered for a caller that gets to wait after it arrived. */
 export const REMEMBER_MS = 60 * 1000
-/** The most deliveries remembered at once (the oldest is forgotten first), so that a burst cannot take the memory. */
-export const MAX_REMEMBERED = 10_000
+/**
+ * The most deliveries remembered at once (the oldest is forgotten first): a
+ * burst can neither take the memory nor keep enough runs alive to burden
+ * the garbage collector (bench/README.md).
+ */
+export const MAX_REMEMBERED = 1_000
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
