@@ -4,10 +4,11 @@
 // the listener's own spans are children of the worker's.
 import t from 'tap'
 import Fastify from 'fastify'
-import { context, propagation, trace } from '@opentelemetry/api'
+import { context, metrics, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
 import plugin from '../lib/index.js'
 import { createRunWorker } from '../lib/queue/index.js'
 import { TELEMETRY_NAMES } from '../lib/telemetry.js'
@@ -21,12 +22,27 @@ propagation.setGlobalPropagator(new W3CTraceContextPropagator())
 trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }))
 const tracer = trace.getTracer('queue-telemetry-test')
 
+/** Collects on demand. */
+class ManualReader extends MetricReader {
+  protected async onForceFlush (): Promise<void> {}
+  protected async onShutdown (): Promise<void> {}
+}
+const reader = new ManualReader()
+metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }))
+
+async function listenerDurations (): Promise<number> {
+  const { resourceMetrics } = await reader.collect()
+  const metric = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).find((m) => m.descriptor.name === TELEMETRY_NAMES.listenerDuration)
+  return (metric?.dataPoints as Array<{ value: { count: number } }> | undefined)?.reduce((sum, point) => sum + point.value.count, 0) ?? 0
+}
+
 const server = await startRedisServer()
 t.teardown(() => server.stop())
 
 for (const where of ['in the web process', 'in a worker made with createRunWorker'] as const) {
   t.test(`a queued run: the route's span says queued, the worker's span (${where}) links to it, the listener inside it`, async (t) => {
     exporter.reset()
+    const durationsBefore = await listenerDurations()
     const name = queueName()
     const app = Fastify()
     await app.register(plugin, { token, queue: { connection: server.url, name, worker: where === 'in the web process' } })
@@ -59,5 +75,6 @@ for (const where of ['in the web process', 'in a worker made with createRunWorke
     t.same(processed.links.map((link) => link.context.spanId), [received.spanContext().spanId], "the worker's span links to the delivery's")
     t.equal(crm.parentSpanContext?.spanId, processed.spanContext().spanId, "the listener's span is a child of the worker's")
     t.notOk(JSON.stringify(spans.map((span) => [span.attributes, span.events, span.links])).includes(token), 'the token in no span')
+    t.equal(await listenerDurations() - durationsBefore, 1, "the worker's listeners timed")
   })
 }

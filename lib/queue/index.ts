@@ -49,14 +49,15 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
   const listeners = new RunListeners()
   if (options.onRun !== undefined) listeners.on(options.onRun)
   const connection = new QueueConnection(resolved.connection, ioredis)
+  const telemetry = createTelemetry()
   const handle = startRunWorker({
     bullmq,
     connection: connection.workerTemplate(),
     name: resolved.name,
     concurrency: resolved.concurrency,
     lockMs: resolved.lockMs,
-    // With an OpenTelemetry SDK registered, each run is a span linked to its delivery's.
-    processor: createTelemetry().processing(processRunJobs(listeners, log)),
+    // With an OpenTelemetry SDK registered, each run is a span linked to its delivery's, its listeners timed.
+    processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log)),
     log
   })
   const starting = setImmediate(() => handle.start())
