@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import {
   context, createContextKey, createNoopMeter, metrics, propagation, ProxyTracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, ValueType,
-  type Attributes, type Context, type Counter, type Histogram, type Link, type Span, type Tracer
+  type Attributes, type Context, type Counter, type Histogram, type Link, type ObservableCallback, type Span, type Tracer
 } from '@opentelemetry/api'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Delivery, DeliveryMiddleware, Outcome } from './delivery/step.js'
@@ -29,6 +29,7 @@ const RUN_STATUS = 'langgraph.run.status'
 const RECONCILED = 'langgraph.run.reconciled'
 const ATTEMPT = 'langgraph.run.attempt'
 const QUEUE_STATE = 'langgraph.webhook.queue.state'
+const QUEUE_NAME = 'messaging.destination.name'
 const OUTCOME = 'langgraph.webhook.outcome'
 const ERROR_TYPE = 'error.type'
 const HTTP_METHOD = 'http.request.method'
@@ -235,8 +236,8 @@ export interface Telemetry {
   carrier (): Record<string, string> | undefined
   /** A queue worker's processing of a job: a span linked to the delivery's, the listeners inside it. */
   processing<J extends TracedJob> (process: (job: J) => Promise<void>): (job: J) => Promise<void>
-  /** Observable gauges of the queue's jobs by state (waiting, active, failed, ...). */
-  observeQueue (counts: () => Promise<Record<string, number>>): void
+  /** Observable gauges of a queue's jobs by state (waiting, active, failed, ...); returns the function that stops them. */
+  observeQueue<State extends string> (name: string, counts: () => Promise<Record<State, number>>): () => void
 }
 
 const DISABLED: Telemetry = {
@@ -245,7 +246,7 @@ const DISABLED: Telemetry = {
   timed: (listeners) => listeners,
   carrier: () => undefined,
   processing: (process) => process,
-  observeQueue () {}
+  observeQueue: () => () => {}
 }
 
 /**
@@ -381,13 +382,14 @@ export function createTelemetry (): Telemetry {
       traced.release()
     },
 
-    observeQueue (counts) {
+    observeQueue (name, counts) {
       const gauge = meter.createObservableGauge(TELEMETRY_NAMES.queueJobs, {
         description: 'Jobs in the run webhook queue, by state',
         unit: '{job}',
         valueType: ValueType.INT
       })
-      gauge.addCallback(async (result) => {
+      // One series per queue: two registrations with queues of their own do not collide.
+      const observe: ObservableCallback = async (result) => {
         let current: Record<string, number>
         try {
           current = await counts()
@@ -395,8 +397,10 @@ export function createTelemetry (): Telemetry {
           // Redis unreachable: no new observation (the 503s and the logs say why).
           return
         }
-        for (const [state, count] of Object.entries(current)) result.observe(count, { [QUEUE_STATE]: state })
-      })
+        for (const [state, count] of Object.entries(current)) result.observe(count, { [QUEUE_NAME]: name, [QUEUE_STATE]: state })
+      }
+      gauge.addCallback(observe)
+      return () => { gauge.removeCallback(observe) }
     }
   }
 }

@@ -381,7 +381,7 @@ test('without an SDK nothing is added; with metrics alone, deliveries are counte
   const process = async () => {}
   t.equal(disabled.processing(process), process, 'nor the processing of queued jobs')
   t.equal(disabled.carrier(), undefined)
-  disabled.observeQueue(async () => ({}))
+  disabled.observeQueue('q', async () => ({}))()
 
   freshMetrics()
   exporter.reset()
@@ -458,7 +458,7 @@ test('a queued run: its trace context carried in the job, the worker span linked
 test('queue gauges: jobs by state; no collection error while Redis is unreachable', async (t) => {
   freshMetrics()
   let reachable = true
-  createTelemetry().observeQueue(async () => {
+  const stop = createTelemetry().observeQueue('runs', async () => {
     if (!reachable) throw new Error('connection is closed')
     return { waiting: 3, active: 1, delayed: 0, failed: 2, completed: 7 }
   })
@@ -466,8 +466,16 @@ test('queue gauges: jobs by state; no collection error while Redis is unreachabl
   t.equal(gauge.descriptor.unit, '{job}')
   t.same(Object.fromEntries(gauge.dataPoints.map((point) => [point.attributes['langgraph.webhook.queue.state'], point.value])),
     { waiting: 3, active: 1, delayed: 0, failed: 2, completed: 7 })
+  t.ok(gauge.dataPoints.every((point) => point.attributes['messaging.destination.name'] === 'runs'), 'one series per queue')
   reachable = false
   t.same((await reader.collect()).errors, [], 'the failed count is not an export error')
+  let calls = 0
+  reachable = true
+  const again = createTelemetry().observeQueue('other', async () => { calls++; return { waiting: 0 } })
+  again()
+  stop()
+  await collect()
+  t.equal(calls, 0, 'stopped: counts no longer asked for')
 })
 
 test('a sender that hangs up, or a socket that times out: the span still ends', async (t) => {

@@ -94,7 +94,7 @@ export async function startQueue (
       return { waiting, active, delayed, failed, completed }
     }
   }
-  telemetry.observeQueue(async () => ({ ...await admin.counts() }))
+  const unobserve = telemetry.observeQueue(options.name, () => admin.counts())
 
   return {
     deliver: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
@@ -105,6 +105,8 @@ export async function startQueue (
       worker?.start()
     },
     async close () {
+      // A closed queue is no longer read at each collection.
+      unobserve()
       await worker?.close()
       await queue.close()
       await connection.close()
