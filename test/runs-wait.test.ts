@@ -119,6 +119,32 @@ t.test('remembered deliveries expire, and are bounded: the oldest is forgotten f
   t.equal(await waiters.wait(runs[1].run_id, { timeoutMs: 1000 }), runs[1], 'heard again, remembered again')
 })
 
+t.test('remembered deliveries are bounded in bytes: large values are remembered only while they fit', async (t) => {
+  const waiters = new RunWaiters({ maxRememberedBytes: 10_000 })
+  t.teardown(() => waiters.close())
+  const big = buildRunWebhook({ values: { messages: ['x'.repeat(20_000)] } })
+  waiters.heard(big)
+  await t.rejects(waiters.wait(big.run_id, { timeoutMs: 5 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'a body over the budget is not remembered (measured when its size is not given)')
+  const runs = [1, 2, 3].map(() => buildRunWebhook())
+  for (const run of runs) waiters.heard(run, 4_000)
+  await t.rejects(waiters.wait(runs[0].run_id, { timeoutMs: 5 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'the oldest made room')
+  t.equal(await waiters.wait(runs[2].run_id, { timeoutMs: 1000 }), runs[2])
+  t.equal(await waiters.wait(runs[1].run_id, { timeoutMs: 1000 }), runs[1])
+})
+
+t.test('a webhook is remembered by its Content-Length: a body over the budget still resolves a waiter, but not a late caller', async (t) => {
+  const { app } = await buildApp()
+  t.teardown(() => app.close())
+  const large = buildRunWebhook({ values: { messages: ['x'.repeat(9 * 1024 * 1024)] } })
+  const waiting = app.langgraphWebhooks.waitForRun(large.run_id, { timeoutMs: 5000 })
+  t.equal((await deliverRun(app, large, { token: TOKEN })).statusCode, 204)
+  t.equal((await waiting).run_id, large.run_id, 'the waiter already there is resolved')
+  await t.rejects(app.langgraphWebhooks.waitForRun(large.run_id, { timeoutMs: 20 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'a 9 MiB body is not kept for late callers')
+  const small = buildRunWebhook()
+  t.equal((await deliverRun(app, small, { token: TOKEN })).statusCode, 204)
+  t.equal((await app.langgraphWebhooks.waitForRun(small.run_id, { timeoutMs: 1000 })).run_id, small.run_id, 'a small one is')
+})
+
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 

@@ -47,7 +47,7 @@ function redisOf (options: ResolvedOptions, queue: RedisConnection | undefined):
 export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, queue?: object): Promise<Runs> {
   const redis = redisOf(options, queue as RedisConnection | undefined)
   const waiters = new RunWaiters()
-  if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, (run) => waiters.heard(run), log))
+  if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, (run, bytes) => waiters.heard(run, bytes), log))
 
   const langgraph = options.langgraph
   // A check or delivery holds a run for as long as its listeners may take, and some.

@@ -14,7 +14,9 @@ let owners = 0
  */
 export function trackRuns (waiters: RunWaiters, tracker: RunTracker | undefined): DeliveryMiddleware {
   return (next) => async function trackRun (delivery) {
-    waiters.arrived(delivery.run)
+    // The body's size bounds what waitForRun remembers; a reconciled run is measured.
+    const length = delivery.request?.headers['content-length']
+    waiters.arrived(delivery.run, length === undefined ? undefined : Number(length))
     if (tracker === undefined) return await next(delivery)
 
     const runId = delivery.run.run_id

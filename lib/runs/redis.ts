@@ -170,7 +170,7 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
  */
 export async function createRedisRelay (
   { client, prefix, timeoutMs }: RedisConnection,
-  heard: (run: RunWebhook<unknown>) => void,
+  heard: (run: RunWebhook<unknown>, bytes: number) => void,
   log: FastifyBaseLogger
 ): Promise<WaitRelay> {
   const channel = `${prefix}runs:delivered`
@@ -184,7 +184,7 @@ export async function createRedisRelay (
     } catch {
       return
     }
-    if (parsed.from !== self && typeof parsed.run?.run_id === 'string') heard(parsed.run)
+    if (parsed.from !== self && typeof parsed.run?.run_id === 'string') heard(parsed.run, message.length)
   })
   try {
     await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel))

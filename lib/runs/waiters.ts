@@ -17,6 +17,8 @@ export const REMEMBER_MS = 60 * 1000
  * the garbage collector (bench/README.md).
  */
 export const MAX_REMEMBERED = 1_000
+/** The most body bytes remembered at once: large `values` are remembered only while they fit. */
+export const MAX_REMEMBERED_BYTES = 8 * 1024 * 1024
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
@@ -42,16 +44,19 @@ export interface WaitRelay {
  */
 export class RunWaiters {
   readonly #waiting = new Map<string, Set<Waiter>>()
-  readonly #remembered = new Map<string, { run: RunWebhook<unknown>, until: number }>()
+  readonly #remembered = new Map<string, { run: RunWebhook<unknown>, until: number, bytes: number }>()
+  #rememberedBytes = 0
   #sweep: NodeJS.Timeout | undefined
   #relay: WaitRelay | undefined
   #closed = false
   readonly #rememberMs: number
   readonly #maxRemembered: number
+  readonly #maxRememberedBytes: number
 
-  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED } = {}) {
+  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES } = {}) {
     this.#rememberMs = rememberMs
     this.#maxRemembered = maxRemembered
+    this.#maxRememberedBytes = maxRememberedBytes
   }
 
   /** Sends the deliveries received here to the waiters of other instances too. */
@@ -109,15 +114,15 @@ export class RunWaiters {
     })
   }
 
-  /** A delivery of the run was received by this instance. */
-  arrived (run: RunWebhook<unknown>): void {
+  /** A delivery of the run was received by this instance; `bytes` is its body's size when known. */
+  arrived (run: RunWebhook<unknown>, bytes?: number): void {
     if (typeof run.run_id !== 'string') return
-    this.heard(run)
+    this.heard(run, bytes)
     this.#relay?.publish(run)
   }
 
   /** A delivery of the run was received, here or by another instance. */
-  heard (run: RunWebhook<unknown>): void {
+  heard (run: RunWebhook<unknown>, bytes?: number): void {
     // A body stripped of its run_id (allowedFields) is no run to wait for.
     if (this.#closed || typeof run.run_id !== 'string') return
     const runId = run.run_id
@@ -126,15 +131,26 @@ export class RunWaiters {
       this.#waiting.delete(runId)
       for (const waiter of waiters) waiter.resolve(run)
     }
-    this.#remember(runId, run)
+    this.#remember(runId, run, bytes ?? JSON.stringify(run).length)
   }
 
-  #remember (runId: string, run: RunWebhook<unknown>): void {
+  #remember (runId: string, run: RunWebhook<unknown>, bytes: number): void {
     // Re-inserted at the end: the map stays in order of expiry.
-    this.#remembered.delete(runId)
-    this.#remembered.set(runId, { run, until: Date.now() + this.#rememberMs })
-    if (this.#remembered.size > this.#maxRemembered) this.#remembered.delete(this.#remembered.keys().next().value!)
+    this.#forget(runId)
+    if (bytes > this.#maxRememberedBytes) return
+    this.#remembered.set(runId, { run, until: Date.now() + this.#rememberMs, bytes })
+    this.#rememberedBytes += bytes
+    while (this.#remembered.size > this.#maxRemembered || this.#rememberedBytes > this.#maxRememberedBytes) {
+      this.#forget(this.#remembered.keys().next().value!)
+    }
     this.#sweep ??= this.#scheduleSweep()
+  }
+
+  #forget (runId: string): void {
+    const entry = this.#remembered.get(runId)
+    if (entry === undefined) return
+    this.#remembered.delete(runId)
+    this.#rememberedBytes -= entry.bytes
   }
 
   #scheduleSweep (): NodeJS.Timeout | undefined {
@@ -145,7 +161,7 @@ export class RunWaiters {
       const now = Date.now()
       for (const [runId, { until }] of this.#remembered) {
         if (until > now) break
-        this.#remembered.delete(runId)
+        this.#forget(runId)
       }
       this.#sweep = this.#scheduleSweep()
     }, Math.max(0, oldest.value.until - Date.now()) + 1).unref()
@@ -160,6 +176,7 @@ export class RunWaiters {
     clearTimeout(this.#sweep)
     this.#sweep = undefined
     this.#remembered.clear()
+    this.#rememberedBytes = 0
     await this.#relay?.close()
   }
 }
