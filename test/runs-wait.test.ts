@@ -135,11 +135,11 @@ t.test('remembered deliveries are bounded in bytes: large values are remembered 
 t.test('a webhook is remembered by its Content-Length: a body over the budget still resolves a waiter, but not a late caller', async (t) => {
   const { app } = await buildApp()
   t.teardown(() => app.close())
-  const large = buildRunWebhook({ values: { messages: ['x'.repeat(9 * 1024 * 1024)] } })
+  const large = buildRunWebhook({ values: { messages: ['x'.repeat(2 * 1024 * 1024)] } })
   const waiting = app.langgraphWebhooks.waitForRun(large.run_id, { timeoutMs: 5000 })
   t.equal((await deliverRun(app, large, { token: TOKEN })).statusCode, 204)
   t.equal((await waiting).run_id, large.run_id, 'the waiter already there is resolved')
-  await t.rejects(app.langgraphWebhooks.waitForRun(large.run_id, { timeoutMs: 20 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'a 9 MiB body is not kept for late callers')
+  await t.rejects(app.langgraphWebhooks.waitForRun(large.run_id, { timeoutMs: 20 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'a 2 MiB body is not kept for late callers')
   const small = buildRunWebhook()
   t.equal((await deliverRun(app, small, { token: TOKEN })).statusCode, 204)
   t.equal((await app.langgraphWebhooks.waitForRun(small.run_id, { timeoutMs: 1000 })).run_id, small.run_id, 'a small one is')
