@@ -115,6 +115,23 @@ test('a listener that never settles: 503 with Retry-After after listenerTimeoutM
   t.ok(finished, 'the listener finished before app.close() resolved')
 })
 
+test('deliveries that time out one after the other each get their 503 at their own deadline', async (t) => {
+  const { app, deliver, close } = await receiver(t, { listenerTimeoutMs: 150 })
+  const gate = deferred()
+  app.langgraphWebhooks.onRun(() => gate.promise)
+  const started = Date.now()
+  const first = deliver().then((reply) => ({ status: reply.statusCode, at: Date.now() - started }))
+  await sleep(75)
+  const second = deliver().then((reply) => ({ status: reply.statusCode, at: Date.now() - started }))
+  const [a, b] = await Promise.all([first, second])
+  t.equal(a.status, 503)
+  t.equal(b.status, 503)
+  t.ok(a.at >= 145 && a.at < b.at, `the first at its deadline (${a.at} ms), before the second`)
+  t.ok(b.at >= 220, `the second at its own, later deadline (${b.at} ms)`)
+  gate.resolve()
+  await close()
+})
+
 test('a listener that fails after its timeout: the failure is logged, not lost', async (t) => {
   const { app, deliver, errors, close } = await receiver(t, { listenerTimeoutMs: 50 })
   const gate = deferred()

@@ -24,7 +24,16 @@ class DeliveryContext implements RunContext {
 export class ListenerRunner {
   readonly #listeners: Pick<RunListeners, 'receive'>
   readonly #timeoutMs: number
-  readonly #running = new Set<Promise<void>>()
+  /** Listener runs not settled yet, and what `close` waits on until there are none. */
+  #running = 0
+  #idle: { promise: Promise<void>, resolve: () => void } | undefined
+  /**
+   * Deliveries whose reply waits, in order of their deadline (one timeout
+   * for all, so insertion order is deadline order), under one timer: a timer
+   * a delivery would cost more than the listeners of most.
+   */
+  readonly #deadlines = new Map<object, { at: number, expire: () => void }>()
+  #timer: NodeJS.Timeout | undefined
 
   constructor (listeners: Pick<RunListeners, 'receive'>, timeoutMs: number) {
     this.#listeners = listeners
@@ -33,39 +42,72 @@ export class ListenerRunner {
 
   /** Starts the listeners; `after` runs once they settled (dedupe's complete or release), inside the tracked work. */
   start (delivery: Delivery, after: (error: unknown) => Promise<void>): Promise<void> {
-    const settled = this.#listeners.receive(delivery.run, new DeliveryContext(delivery)).then(
-      () => after(undefined),
+    this.#running++
+    return this.#listeners.receive(delivery.run, new DeliveryContext(delivery)).then(
+      async () => {
+        try {
+          await after(undefined)
+        } finally {
+          this.#settled()
+        }
+      },
       async (error: unknown) => {
-        await after(error)
+        try {
+          await after(error)
+        } finally {
+          this.#settled()
+        }
         throw error
       }
     )
-    const tracked = settled.then(noop, noop)
-    this.#running.add(tracked)
-    tracked.then(() => this.#running.delete(tracked), noop)
-    return settled
   }
 
   /** Waits for started listeners up to the timeout; throws the error to reply with. */
   async await (settled: Promise<void>, delivery: Delivery): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(resolve, this.#timeoutMs, 'timeout')
-    })
+    const key = {}
     try {
-      if (await Promise.race([settled, timedOut]) === 'timeout') {
+      await new Promise<void>((resolve, reject) => {
+        this.#watch(key, () => reject(new ListenerTimeoutError()))
+        settled.then(resolve, reject)
+      })
+    } catch (error) {
+      if (error instanceof ListenerTimeoutError) {
         delivery.log.error({ timeoutMs: this.#timeoutMs }, 'run webhook listeners did not settle in time; they go on, and the sender is asked to retry')
         // Nothing awaits them any more: a later failure would go unseen.
         this.background(settled, delivery, 'run webhook listeners failed after the delivery timed out')
-        throw new ListenerTimeoutError()
+        throw error
       }
-    } catch (error) {
-      if (error instanceof ListenerTimeoutError) throw error
       delivery.log.error({ err: error }, 'run webhook listeners failed')
       throw new ListenerError({ cause: error })
     } finally {
-      clearTimeout(timer)
+      this.#deadlines.delete(key)
+      if (this.#deadlines.size === 0) {
+        clearTimeout(this.#timer)
+        this.#timer = undefined
+      }
     }
+  }
+
+  #watch (key: object, expire: () => void): void {
+    this.#deadlines.set(key, { at: Date.now() + this.#timeoutMs, expire })
+    this.#timer ??= setTimeout(() => this.#expire(), this.#timeoutMs)
+  }
+
+  #expire (): void {
+    this.#timer = undefined
+    const now = Date.now()
+    for (const [key, { at, expire }] of this.#deadlines) {
+      if (at > now) {
+        this.#timer = setTimeout(() => this.#expire(), at - now)
+        return
+      }
+      this.#deadlines.delete(key)
+      expire()
+    }
+  }
+
+  #settled (): void {
+    if (--this.#running === 0) this.#idle?.resolve()
   }
 
   /** Lets started listeners go on without a reply waiting; their failure is logged. */
@@ -73,10 +115,16 @@ export class ListenerRunner {
     settled.catch((error: unknown) => { delivery.log.error({ err: error }, message) })
   }
 
-  /** Waits for every listener run still going (`ack: 'received'`, or past its timeout). */
+  /** Waits for every listener run still going (`ack: 'received'`, or past its timeout), and stops the timer. */
   async close (): Promise<void> {
-    while (this.#running.size > 0) await Promise.allSettled(this.#running)
+    if (this.#running > 0) {
+      let resolve!: () => void
+      const promise = new Promise<void>((_resolve) => { resolve = _resolve })
+      this.#idle = { promise, resolve }
+      await promise
+      this.#idle = undefined
+    }
+    clearTimeout(this.#timer)
+    this.#timer = undefined
   }
 }
-
-function noop (): void {}

@@ -16,7 +16,7 @@ export const REMEMBER_MS = 60 * 1000
  * burst can neither take the memory nor keep enough runs alive to burden
  * the garbage collector (bench/README.md).
  */
-export const MAX_REMEMBERED = 1_000
+export const MAX_REMEMBERED = 100
 /** The most body bytes remembered at once: large `values` are remembered only while they fit. */
 export const MAX_REMEMBERED_BYTES = 1024 * 1024
 // setTimeout fires at once for longer delays.
