@@ -96,6 +96,16 @@ export class RunListeners {
    */
   async receive (run: RunWebhook<unknown>, context: RunContext): Promise<void> {
     const byStatus = this.#byStatus.get(run.status)
+    // The common case, one listener, without the bookkeeping of several.
+    if (byStatus === undefined && this.#catchAll.size === 1) {
+      const [listener] = this.#catchAll
+      try {
+        await listener(run, context)
+      } catch (error) {
+        throw listenerFailure([error], run)
+      }
+      return
+    }
     const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]
     const results = await Promise.allSettled(listeners.map(async (listener) => await listener(run, context)))
     const errors = results.filter((result) => result.status === 'rejected').map((result) => result.reason)

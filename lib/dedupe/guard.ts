@@ -20,8 +20,6 @@ export interface GuardOptions {
   leaseMs: number
 }
 
-const UNGUARDED: Reservation = { complete: async () => {}, release: async () => {} }
-
 /**
  * Owners of reservations: a random prefix for this process and a counter,
  * unique across instances, so that a store's release only drops the
@@ -35,9 +33,9 @@ export function runKey (run: { run_id: string, status: string }): string {
   return `${run.run_id}:${run.status}`
 }
 
-/** Without dedupe every delivery is its own reservation. */
-export function createDedupeGuard (dedupe: GuardOptions | undefined): DedupeGuard {
-  if (dedupe === undefined) return async () => UNGUARDED
+/** Without dedupe there is nothing to guard: every delivery runs the listeners. */
+export function createDedupeGuard (dedupe: GuardOptions | undefined): DedupeGuard | undefined {
+  if (dedupe === undefined) return undefined
   const { store, ttlMs, leaseMs } = dedupe
 
   return async function guard (delivery) {

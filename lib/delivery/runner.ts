@@ -41,9 +41,11 @@ export class ListenerRunner {
   }
 
   /** Starts the listeners; `after` runs once they settled (dedupe's complete or release), inside the tracked work. */
-  start (delivery: Delivery, after: (error: unknown) => Promise<void>): Promise<void> {
+  start (delivery: Delivery, after?: (error: unknown) => Promise<void>): Promise<void> {
     this.#running++
-    return this.#listeners.receive(delivery.run, new DeliveryContext(delivery)).then(
+    const received = this.#listeners.receive(delivery.run, new DeliveryContext(delivery))
+    if (after === undefined) return received.then(this.#done, this.#failed)
+    return received.then(
       async () => {
         try {
           await after(undefined)
@@ -108,6 +110,12 @@ export class ListenerRunner {
 
   #settled (): void {
     if (--this.#running === 0) this.#idle?.resolve()
+  }
+
+  readonly #done = (): void => { this.#settled() }
+  readonly #failed = (error: unknown): never => {
+    this.#settled()
+    throw error
   }
 
   /** Lets started listeners go on without a reply waiting; their failure is logged. */

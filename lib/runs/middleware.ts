@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { RunTrackerError } from '../errors.js'
-import type { DeliveryMiddleware } from '../delivery/step.js'
+import type { Delivery, DeliveryMiddleware } from '../delivery/step.js'
 import type { RunTracker } from './tracker.js'
 import type { RunWaiters } from './waiters.js'
 
@@ -13,46 +13,54 @@ let owners = 0
  * webhook, or its reconciliation), and a handled delivery ends its tracking.
  */
 export function trackRuns (waiters: RunWaiters, tracker: RunTracker | undefined): DeliveryMiddleware {
-  return (next) => async function trackRun (delivery) {
-    // The body's size bounds what waitForRun remembers; a reconciled run is measured.
-    const length = delivery.request?.headers['content-length']
-    waiters.arrived(delivery.run, length === undefined ? undefined : Number(length))
-    if (tracker === undefined) return await next(delivery)
-
-    const runId = delivery.run.run_id
-    const path = delivery.reconciled ? 'reconcile' : 'webhook'
-    const owner = `${OWNER_PREFIX}.${++owners}`
-    let claim
-    try {
-      claim = await tracker.claim(runId, path, owner)
-    } catch (error) {
-      delivery.log.error({ err: error }, 'the store of tracked runs failed to claim a run')
-      throw new RunTrackerError({ cause: error })
+  return (next) => tracker === undefined
+    ? function resolveWaiters (delivery) {
+      arrived(waiters, delivery)
+      return next(delivery)
     }
-    if (claim === 'refused') {
-      delivery.log.info(path === 'webhook'
-        ? 'run webhook of a run reconciled already, or being reconciled, acknowledged without running listeners'
-        : 'reconciled run not delivered: its webhook has it')
-      return 'duplicate'
-    }
-    if (claim === 'passed') return await next(delivery)
+    : async function trackRun (delivery) {
+      arrived(waiters, delivery)
 
-    let outcome
-    try {
-      outcome = await next(delivery)
-    } catch (error) {
-      await tracker.release(runId, path, owner).catch((cause: unknown) => {
+      const runId = delivery.run.run_id
+      const path = delivery.reconciled ? 'reconcile' : 'webhook'
+      const owner = `${OWNER_PREFIX}.${++owners}`
+      let claim
+      try {
+        claim = await tracker.claim(runId, path, owner)
+      } catch (error) {
+        delivery.log.error({ err: error }, 'the store of tracked runs failed to claim a run')
+        throw new RunTrackerError({ cause: error })
+      }
+      if (claim === 'refused') {
+        delivery.log.info(path === 'webhook'
+          ? 'run webhook of a run reconciled already, or being reconciled, acknowledged without running listeners'
+          : 'reconciled run not delivered: its webhook has it')
+        return 'duplicate'
+      }
+      if (claim === 'passed') return await next(delivery)
+
+      let outcome
+      try {
+        outcome = await next(delivery)
+      } catch (error) {
+        await tracker.release(runId, path, owner).catch((cause: unknown) => {
         // The claim expires by itself (Redis); the run is reconciled after it.
-        delivery.log.error({ err: cause }, 'the store of tracked runs failed to release a run')
-      })
-      throw error
-    }
-    try {
-      await tracker.handled(runId, path)
-    } catch (error) {
+          delivery.log.error({ err: cause }, 'the store of tracked runs failed to release a run')
+        })
+        throw error
+      }
+      try {
+        await tracker.handled(runId, path)
+      } catch (error) {
       // The listeners did run; the run may be reconciled again (dedupe then tells).
-      delivery.log.error({ err: error }, 'the store of tracked runs failed to mark a run handled')
+        delivery.log.error({ err: error }, 'the store of tracked runs failed to mark a run handled')
+      }
+      return outcome
     }
-    return outcome
-  }
+}
+
+/** Resolves the delivery's waiters; the body's size bounds what waitForRun remembers (a reconciled run is measured). */
+function arrived (waiters: RunWaiters, delivery: Delivery): void {
+  const length = delivery.request?.headers['content-length']
+  waiters.arrived(delivery.run, length === undefined ? undefined : Number(length))
 }

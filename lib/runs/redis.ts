@@ -175,7 +175,17 @@ export async function createRedisRelay (
 ): Promise<WaitRelay> {
   const channel = `${prefix}runs:delivered`
   const self = randomBytes(9).toString('base64url')
-  const subscriber = client.duplicate()
+  // Resubscribed here after a reconnect rather than by ioredis, whose own
+  // resubscription rejects unhandled when the client is closed under it.
+  const subscriber = client.duplicate({ autoResubscribe: false })
+  const notSubscribed = (error: unknown): void => {
+    log.warn({ err: error }, 'fastify-langgraph-webhooks: could not subscribe to the deliveries of other instances yet; it subscribes again once Redis is back')
+  }
+  let connections = 0
+  subscriber.on('ready', () => {
+    // The first subscription is the one made below.
+    if (connections++ > 0) subscriber.subscribe(channel).catch(notSubscribed)
+  })
   subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
   subscriber.on('message', (_channel: string, message: string) => {
     let parsed: { from?: unknown, run?: RunWebhook<unknown> }
@@ -189,8 +199,8 @@ export async function createRedisRelay (
   try {
     await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel))
   } catch (error) {
-    // The subscription is made again when Redis comes back (ioredis resubscribes on reconnect).
-    log.warn({ err: error }, 'fastify-langgraph-webhooks: could not subscribe to the deliveries of other instances yet')
+    // Still queued: it is sent when Redis comes back.
+    notSubscribed(error)
   }
 
   return {
@@ -204,8 +214,7 @@ export async function createRedisRelay (
       })
     },
     async close () {
-      // ioredis resubscribes on reconnect without awaiting the reply: cut
-      // under it, that command would reject unhandled. QUIT waits for it.
+      // QUIT lets a subscription in flight be answered.
       if (subscriber.status === 'ready') {
         await subscriber.quit().catch(() => subscriber.disconnect())
       } else {
