@@ -5,25 +5,14 @@
 // receiver deploys: the JS server never sends it again) is recovered by
 // reconciliation.
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
 import { buildApp } from './app.js'
 import { maskTokenInUrl } from '../lib/index.js'
 import { demoQueuedPath } from './demo-queue.js'
 import { startLangGraphServer, waitUntilRunning } from './langgraph-server.js'
+import { freePort } from './redis-server.js'
 
 const TIMEOUT_MS = 20_000
 const token = randomBytes(32).toString('hex')
-
-/** A free port, so that the public webhook URL is known before the app listens. */
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 // 1. The LangGraph server, quiet unless LOG_LEVEL is set.
 const lg = await startLangGraphServer({ nWorkers: 3 })

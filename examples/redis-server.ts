@@ -12,7 +12,8 @@ export interface LocalRedis {
   stop(): Promise<void>
 }
 
-function freePort (): Promise<number> {
+/** A free loopback port. */
+export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

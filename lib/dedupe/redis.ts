@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { createError } from '@fastify/error'
 import type { Redis } from 'ioredis'
 import type { DedupeStore, ReserveResult } from './store.js'
+import { withTimeout } from '../timeout.js'
 
 export interface RedisDedupeStoreOptions {
   /** Prepended to every key (`<prefix><run_id>:<status>`). Default `langgraph-webhooks:`. */
@@ -91,18 +92,7 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
   const scripts = client as unknown as DedupeCommands
 
   function bounded<T> (operation: Promise<T>, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new RedisDedupeStoreError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
-      }, timeoutMs)
-      operation.then((value) => {
-        clearTimeout(timer)
-        resolve(value)
-      }, (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      })
-    })
+    return withTimeout(operation, timeoutMs, () => new RedisDedupeStoreError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
   }
 
   const store: DedupeStore = {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Ioredis } from './load.js'
 import type { QueueConnectionSpec } from './options.js'
+import { withTimeout } from '../timeout.js'
 
 function noop (): void {}
 
@@ -50,16 +51,10 @@ export class QueueConnection {
       // QUIT lets replies in flight arrive; a client that is not connected
       // (never used, or Redis down) is just dropped, without waiting.
       if (client.status !== 'ready') return client.disconnect()
-      await bounded(client.quit(), 1000).catch(noop)
+      await withTimeout(client.quit(), 1000, () => new Error('QUIT took longer than 1000 ms')).catch(noop)
       client.disconnect()
     }))
   }
-}
-
-function bounded<T> (promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms) })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 function newClient (ioredis: Ioredis, options: Record<string, unknown> | string): Redis {

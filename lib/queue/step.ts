@@ -3,26 +3,12 @@ import type { Redis } from 'ioredis'
 import type { DeliveryStep } from '../delivery/step.js'
 import { QueueUnavailableError } from '../errors.js'
 import { jobIdOf, type RunJobData } from './job.js'
+import { withTimeout } from '../timeout.js'
 
 /** Statuses in which ioredis would only queue a command: refuse at once instead. */
 const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
 
 class AddTimeoutError extends Error {}
-
-function bounded<T> (operation: Promise<T>, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new AddTimeoutError(`Redis did not store the job within ${timeoutMs} ms (is it reachable?)`))
-    }, timeoutMs)
-    operation.then((value) => {
-      clearTimeout(timer)
-      resolve(value)
-    }, (error: unknown) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-  })
-}
 
 /**
  * "Store the run, reply 202": adds the run as a job keyed by run id and
@@ -55,7 +41,7 @@ export function createQueueStep (
     const added = queue.add(run.status, data, { jobId })
     let found: number
     try {
-      [found] = await bounded(Promise.all([existed, added]), timeoutMs)
+      [found] = await withTimeout(Promise.all([existed, added]), timeoutMs, () => new AddTimeoutError(`Redis did not store the job within ${timeoutMs} ms (is it reachable?)`))
     } catch (error) {
       delivery.log.error({ err: error }, 'the queue failed to store a run webhook')
       throw new QueueUnavailableError({ cause: error })

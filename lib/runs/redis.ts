@@ -5,6 +5,7 @@ import { redactRun } from '../redact.js'
 import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
 import type { WaitRelay } from './waiters.js'
+import { withTimeout } from '../timeout.js'
 
 /** The Redis connection the plugin shares with its dedupe store or queue. */
 export interface RedisConnection {
@@ -98,16 +99,7 @@ export class RedisUnavailableError extends Error {
 
 function bounded<T> (client: Redis, timeoutMs: number, what: string, operation: () => Promise<T>): Promise<T> {
   if (DISCONNECTED.has(client.status)) return Promise.reject(new RedisUnavailableError(`Redis is unreachable (client ${client.status})`))
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RedisUnavailableError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`)), timeoutMs)
-    operation().then((value) => {
-      clearTimeout(timer)
-      resolve(value)
-    }, (error: unknown) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-  })
+  return withTimeout(operation(), timeoutMs, () => new RedisUnavailableError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
 }
 
 /**

@@ -18,7 +18,7 @@ export const REMEMBER_MS = 60 * 1000
  */
 export const MAX_REMEMBERED = 100
 /** The most body bytes remembered at once: large `values` are remembered only while they fit. */
-export const MAX_REMEMBERED_BYTES = 1024 * 1024
+export const MAX_REMEMBERED_BYTES = 256 * 1024
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 

@@ -3,7 +3,6 @@
 // every instance, and tracked runs are reconciled by whichever instance is up.
 import t from 'tap'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
@@ -12,6 +11,7 @@ import { createRedisDedupeStore } from '../../lib/dedupe/redis.js'
 import { buildRunWebhook, deliverRun } from '../../lib/testing.js'
 import { startRedisServer } from '../helpers/redis-server.js'
 import { startLangGraphServer } from '../../examples/langgraph-server.js'
+import { freePort } from '../helpers/redis-server.js'
 
 const token = randomBytes(32).toString('hex')
 const redis = await startRedisServer()
@@ -20,17 +20,6 @@ const lg = await startLangGraphServer({ nWorkers: 3 })
 t.teardown(() => lg.close())
 const { client, graphId } = lg
 const lines: string[] = []
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 interface Instance {
   app: FastifyInstance

@@ -3,7 +3,6 @@
 // whose webhook was lost or failed are reconciled from the server.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
@@ -12,20 +11,10 @@ import { startLangGraphServer, waitUntilRunning } from '../../examples/langgraph
 import { FAIL_PREFIX } from '../../examples/graph.js'
 import { MAX_FAILURES } from '../../lib/runs/reconcile.js'
 import { MAX_TRACKED_MS } from '../../lib/runs/tracker.js'
+import { freePort } from '../helpers/redis-server.js'
 
 const token = randomBytes(32).toString('hex')
 const RECONCILE = { reconcileAfterMs: 300, reconcileEveryMs: 150 }
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** What the listeners of one app saw. */
 interface Seen {

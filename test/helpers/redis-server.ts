@@ -34,7 +34,8 @@ export interface RedisServerOptions {
 
 const INSTALL_HINT = 'redis-server is not installed (or not on PATH); the Redis dedupe tests need a real one: apt-get install redis-server (macOS: brew install redis)'
 
-function freePort (): Promise<number> {
+/** A free loopback port. */
+export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

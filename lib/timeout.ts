@@ -1,0 +1,17 @@
+/**
+ * Settles as `operation` does, or rejects with `timedOut()` after
+ * `timeoutMs`, whichever comes first: Redis calls fail fast rather than
+ * hang a delivery. The timer never outlives the operation.
+ */
+export function withTimeout<T> (operation: Promise<T>, timeoutMs: number, timedOut: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(timedOut()), timeoutMs)
+    operation.then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, (error: unknown) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+}
