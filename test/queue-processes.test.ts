@@ -46,6 +46,10 @@ t.test('runs accepted while no worker process runs are handled once one starts; 
     first.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), 8000, 'the first worker took every run')
   t.same(first.events.filter((e) => e.event === 'done').map((e) => e.run_id).sort(), runs.map((run) => run.run_id).sort(), 'each accepted run handled once')
 
+  // A listener's end comes before BullMQ marks its job completed: a worker
+  // killed in between would have that run taken over too (at least once).
+  await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 5, 8000, 'the five jobs marked completed')
+
   // Killed mid-listener: no chance to release its claim.
   first.child.kill('SIGKILL')
   await once(first.child, 'exit')

@@ -8,8 +8,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from '../../examples/redis-server.js'
+
+export { freePort }
 
 export interface RedisServer {
   readonly port: number
@@ -33,18 +36,6 @@ export interface RedisServerOptions {
 }
 
 const INSTALL_HINT = 'redis-server is not installed (or not on PATH); the Redis dedupe tests need a real one: apt-get install redis-server (macOS: brew install redis)'
-
-/** A free loopback port. */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 function ping (port: number): Promise<boolean> {
   return new Promise((resolve) => {
