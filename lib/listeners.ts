@@ -91,27 +91,53 @@ export class RunListeners {
   }
 
   /**
-   * Runs every listener matching `run.status` concurrently and settles when
-   * all have settled. Failures are gathered into one `AggregateError`.
+   * Runs every listener matching `run.status` concurrently. Returns
+   * `undefined` when every one returned without a promise and none threw:
+   * the common case, a synchronous listener, costs no promise. Otherwise
+   * returns a promise that settles when all have settled, failures gathered
+   * into one `AggregateError`.
    */
-  async receive (run: RunWebhook<unknown>, context: RunContext): Promise<void> {
+  receive (run: RunWebhook<unknown>, context: RunContext): Promise<void> | undefined {
     const byStatus = this.#byStatus.get(run.status)
     // The common case, one listener, without the bookkeeping of several.
     if (byStatus === undefined && this.#catchAll.size === 1) {
       const [listener] = this.#catchAll
+      let result: unknown
       try {
-        await listener(run, context)
+        result = listener(run, context)
       } catch (error) {
-        throw listenerFailure([error], run)
+        return Promise.reject(listenerFailure([error], run))
       }
-      return
+      if (!isThenable(result)) return undefined
+      return Promise.resolve(result).then(noop, (error: unknown) => { throw listenerFailure([error], run) })
     }
     const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]
-    const results = await Promise.allSettled(listeners.map(async (listener) => await listener(run, context)))
-    const errors = results.filter((result) => result.status === 'rejected').map((result) => result.reason)
-    if (errors.length > 0) throw listenerFailure(errors, run)
+    // In listener order, a throw as a rejection: failures are reported in the order listeners were subscribed.
+    const results: unknown[] = []
+    let settled = true
+    for (const listener of listeners) {
+      try {
+        const result = listener(run, context)
+        if (isThenable(result)) settled = false
+        results.push(result)
+      } catch (error) {
+        settled = false
+        results.push(Promise.reject(error))
+      }
+    }
+    if (settled) return undefined
+    return Promise.allSettled(results).then((outcomes) => {
+      const errors = outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason)
+      if (errors.length > 0) throw listenerFailure(errors, run)
+    })
   }
 }
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
+}
+
+function noop (): void {}
 
 function listenerFailure (errors: unknown[], run: RunWebhook<unknown>): AggregateError {
   const noun = errors.length === 1 ? 'listener' : 'listeners'

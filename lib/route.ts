@@ -99,11 +99,16 @@ export function registerRoute (
         }
         done()
       },
-      async handler (request: FastifyRequest, reply: FastifyReply) {
+      // Not async: an outcome known at once is replied to without a promise.
+      handler (request: FastifyRequest, reply: FastifyReply) {
         const run = request.body as RunWebhook<unknown>
         prepareRun(run, options)
-        const outcome = await deliver(new RunDelivery(run, request.log, request))
-        return reply.code(statusCodeOf(outcome, queued)).send()
+        const outcome = deliver(new RunDelivery(run, request.log, request))
+        if (typeof outcome === 'string') {
+          reply.code(statusCodeOf(outcome, queued)).send()
+          return
+        }
+        return outcome.then((settled) => reply.code(statusCodeOf(settled, queued)).send())
       },
       onSend (request, reply, payload, done) {
         if (closing) reply.header('connection', 'close')

@@ -46,7 +46,7 @@ test('receive() runs matching listeners concurrently and gathers failures into o
   listeners.on('success', () => { events.push('not reached') })
   const run = buildRunWebhook({ status: 'error', error: 'x' })
   const outcome = listeners.receive(run, context)
-  t.ok(outcome instanceof Promise)
+  if (!(outcome instanceof Promise)) throw new Error('receive() answered at once although a listener returned a promise')
   const error = await outcome.then(() => undefined, (e: unknown) => e) as AggregateError
   t.ok(error instanceof AggregateError)
   t.equal(error.message, `2 listeners failed for run ${run.run_id} (error)`)
@@ -54,17 +54,25 @@ test('receive() runs matching listeners concurrently and gathers failures into o
   t.same(events, ['slow start', 'fast', 'slow end'], 'the slow listener did not hold the others back, and was awaited')
 })
 
-test('receive() calls every listener before it returns, and rejects for a synchronous throw', async (t) => {
+test('receive() answers synchronous listeners without a promise, and rejects for a synchronous throw', async (t) => {
   const listeners = new RunListeners()
-  await listeners.receive(buildRunWebhook(), context)
+  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'no listener: nothing to wait for')
   let calls = 0
   listeners.on(() => { calls++ })
+  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'one synchronous listener: no promise')
   listeners.on('success', () => 'a value')
-  const outcome = listeners.receive(buildRunWebhook(), context)
-  t.equal(calls, 1, 'a synchronous listener ran before receive() returned')
-  await outcome
+  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'two synchronous listeners: no promise')
+  t.equal(calls, 2, 'each synchronous listener ran before receive() returned')
   listeners.on(() => { throw new Error('sync') })
-  await t.rejects(listeners.receive(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  await t.rejects(async () => await listeners.receive(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  const single = new RunListeners()
+  const off = single.on(() => { throw new Error('alone') })
+  await t.rejects(async () => await single.receive(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  off()
+  single.on(async () => { throw new Error('later') })
+  const rejected = await single.receive(buildRunWebhook(), context)?.then(() => undefined, (e: unknown) => e) as AggregateError
+  t.ok(rejected instanceof AggregateError, 'one listener that rejects: an AggregateError too')
+  t.same(rejected.errors.map((e: Error) => e.message), ['later'])
 })
 
 test('receive() awaits thenables that are not native promises', async (t) => {

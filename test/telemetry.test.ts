@@ -311,7 +311,7 @@ test('a delivery without a request (a reconciled run) has a span of its own', as
   let active: string | undefined
   const outcome = await traced(async () => {
     active = trace.getActiveSpan()?.spanContext().spanId
-    return 'delivered'
+    return 'delivered' as const
   })(new RunDelivery(run, log, undefined, true))
   t.equal(outcome, 'delivered')
   const span = onlySpan(t)
@@ -322,16 +322,16 @@ test('a delivery without a request (a reconciled run) has a span of its own', as
 
   const failure = Object.assign(new Error('store down'), { code: 'FST_LANGGRAPH_WEBHOOKS_DEDUPE_UNAVAILABLE', statusCode: 503 })
   exporter.reset()
-  await t.rejects(traced(async () => { throw failure })(new RunDelivery(run, log, undefined, true)), failure)
+  await t.rejects(async () => await traced(async () => { throw failure })(new RunDelivery(run, log, undefined, true)), failure)
   const failed = onlySpan(t)
   t.equal(failed.attributes['langgraph.webhook.outcome'], 'store_unavailable')
   t.equal(failed.status.code, SpanStatusCode.ERROR)
   exporter.reset()
-  await t.rejects(traced(async () => { throw new Error('a bug') })(new RunDelivery(run, log, undefined, true)))
+  await t.rejects(async () => await traced(async () => { throw new Error('a bug') })(new RunDelivery(run, log, undefined, true)))
   t.equal(onlySpan(t).attributes['langgraph.webhook.outcome'], 'error', 'an error without a code is an error')
   exporter.reset()
   const odd = Object.assign(new Error('odd'), { code: `E_${crypto.randomUUID()}` })
-  await t.rejects(traced(async () => { throw odd })(new RunDelivery(run, log, undefined, true)))
+  await t.rejects(async () => await traced(async () => { throw odd })(new RunDelivery(run, log, undefined, true)))
   t.equal(onlySpan(t).attributes['error.type'], odd.code, 'the span has the code')
   const types = (await metric('langgraph.webhook.deliveries')).dataPoints.map((point) => point.attributes['error.type'])
   t.ok(types.includes('_OTHER') && !types.includes(odd.code), 'a metric has _OTHER for a code outside the known ones')
@@ -344,7 +344,7 @@ test('the steps on their own: partial runs, odd errors, listeners outside a deli
   const log = Fastify().log
   // As with a stripped body (the server's allowed_fields): no status, no end time.
   const partial = { ...buildRunWebhook(), run_ended_at: null, status: undefined } as unknown as RunWebhook
-  await traced(async () => 'delivered')(new RunDelivery(partial, log, undefined, true))
+  await traced(async () => 'delivered' as const)(new RunDelivery(partial, log, undefined, true))
   const span = onlySpan(t)
   t.notOk('langgraph.run.status' in span.attributes)
   t.same(counts(await metric('langgraph.webhook.deliveries')), { 'delivered/-': 1 })
@@ -352,18 +352,18 @@ test('the steps on their own: partial runs, odd errors, listeners outside a deli
 
   exporter.reset()
   const conflict = Object.assign(new Error('conflict'), { statusCode: 409 })
-  await t.rejects(traced(async () => { throw conflict })(new RunDelivery(buildRunWebhook(), log, undefined, true)))
+  await t.rejects(async () => await traced(async () => { throw conflict })(new RunDelivery(buildRunWebhook(), log, undefined, true)))
   t.equal(onlySpan(t).attributes['langgraph.webhook.outcome'], 'refused', 'another 4xx: refused')
 
   // Listeners of another source (a worker, say) that fail with one error, or a thrown string.
   exporter.reset()
   const listeners = (error: unknown) => timed({ receive: async () => { throw error } })
   const run = buildRunWebhook()
-  await t.rejects(traced(async (delivery) => { await listeners(new Error('plain')).receive(delivery.run, {} as RunContext); return 'delivered' })(new RunDelivery(run, log)))
-  await t.rejects(traced(async (delivery) => { await listeners(new AggregateError(['a string'])).receive(delivery.run, {} as RunContext); return 'delivered' })(new RunDelivery(run, log)))
+  await t.rejects(async () => await traced(async (delivery) => { await listeners(new Error('plain')).receive(delivery.run, {} as RunContext); return 'delivered' as const })(new RunDelivery(run, log)))
+  await t.rejects(async () => await traced(async (delivery) => { await listeners(new AggregateError(['a string'])).receive(delivery.run, {} as RunContext); return 'delivered' as const })(new RunDelivery(run, log)))
   t.same(ours().map((one) => one.events.map((event) => event.attributes?.['exception.message'])), [['plain'], ['a string']])
   exporter.reset()
-  await t.rejects(listeners(new Error('outside')).receive(run, {} as RunContext), { message: 'outside' })
+  await t.rejects(async () => await listeners(new Error('outside')).receive(run, {} as RunContext), { message: 'outside' })
   t.same(ours(), [], 'outside a delivery: timed, no span')
   const durations = (await metric('langgraph.webhook.listener.duration')).dataPoints as Array<DataPoint<Histogram>>
   t.equal(durations.reduce((sum, point) => sum + point.value.count, 0), 3)
@@ -402,7 +402,7 @@ test('a queued run: its trace context carried in the job, the worker span linked
   const run = buildRunWebhook({ status: 'error', error: 'boom' })
   let carried: Record<string, string> | undefined
   // The queue step runs inside the delivery's span, as the route's does.
-  await telemetry.traced(async () => { carried = telemetry.carrier(); return 'queued' })(new RunDelivery(run, Fastify().log))
+  await telemetry.traced(async () => { carried = telemetry.carrier(); return 'queued' as const })(new RunDelivery(run, Fastify().log))
   const delivery = onlySpan(t)
   t.same(Object.keys(carried ?? {}), ['traceparent'])
   t.notOk(JSON.stringify(carried).includes(TOKEN))

@@ -40,12 +40,17 @@ export class ListenerRunner {
     this.#timeoutMs = timeoutMs
   }
 
-  /** Starts the listeners; `after` runs once they settled (dedupe's complete or release), inside the tracked work. */
-  start (delivery: Delivery, after?: (error: unknown) => Promise<void>): Promise<void> {
-    this.#running++
+  /**
+   * Starts the listeners; `after` runs once they settled (dedupe's complete
+   * or release), inside the tracked work. Returns `undefined` when they all
+   * returned synchronously and succeeded, and nothing is left to run.
+   */
+  start (delivery: Delivery, after?: (error: unknown) => Promise<void>): Promise<void> | undefined {
     const received = this.#listeners.receive(delivery.run, new DeliveryContext(delivery))
-    if (after === undefined) return received.then(this.#done, this.#failed)
-    return received.then(
+    if (received === undefined && after === undefined) return undefined
+    this.#running++
+    if (after === undefined) return received!.then(this.#done, this.#failed)
+    return Promise.resolve(received).then(
       async () => {
         try {
           await after(undefined)

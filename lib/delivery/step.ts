@@ -26,8 +26,13 @@ export interface Delivery {
  */
 export type Outcome = 'delivered' | 'received' | 'queued' | 'duplicate'
 
-/** A stage of the pipeline. Steps that add a concern wrap the next one. */
-export type DeliveryStep = (delivery: Delivery) => Promise<Outcome>
+/**
+ * A stage of the pipeline. Steps that add a concern wrap the next one. A
+ * step answers with the outcome itself when it knows it at once (synchronous
+ * listeners, nothing to store), so that the common delivery costs no
+ * promise; a step that wraps another passes such an answer through.
+ */
+export type DeliveryStep = (delivery: Delivery) => Outcome | Promise<Outcome>
 
 /** A step that wraps another: telemetry, tracking of started runs, and so on. */
 export type DeliveryMiddleware = (next: DeliveryStep) => DeliveryStep
