@@ -1,4 +1,4 @@
-import type { DedupeGuard } from '../dedupe/guard.js'
+import type { DedupeGuard, Reservation } from '../dedupe/guard.js'
 import type { ListenerRunner } from './runner.js'
 import type { Delivery, DeliveryStep, Outcome } from './step.js'
 
@@ -18,12 +18,15 @@ export function createLocalStep (guard: DedupeGuard | undefined, runner: Listene
   }
 
   if (guard === undefined) return (delivery) => acknowledge(runner.start(delivery), delivery)
-  return async function deliverGuarded (delivery) {
-    const reservation = await guard(delivery)
+  function guarded (reservation: Reservation | 'duplicate', delivery: Delivery): Outcome | Promise<Outcome> {
     if (reservation === 'duplicate') {
       delivery.log.info('duplicate run webhook acknowledged without running listeners')
       return 'duplicate'
     }
-    return await acknowledge(runner.start(delivery, (error) => error === undefined ? reservation.complete() : reservation.release()), delivery)
+    return acknowledge(runner.start(delivery, (error) => error === undefined ? reservation.complete() : reservation.release()), delivery)
+  }
+  return function deliverGuarded (delivery) {
+    const reservation = guard(delivery)
+    return reservation instanceof Promise ? reservation.then((reserved) => guarded(reserved, delivery)) : guarded(reservation, delivery)
   }
 }

@@ -42,28 +42,28 @@ export class ListenerRunner {
 
   /**
    * Starts the listeners; `after` runs once they settled (dedupe's complete
-   * or release), inside the tracked work. Returns `undefined` when they all
-   * returned synchronously and succeeded, and nothing is left to run.
+   * or release) and never rejects. Returns `undefined` when the listeners
+   * returned synchronously and succeeded and `after` answered at once:
+   * nothing is left to run. Otherwise the work is tracked until it settles.
    */
-  start (delivery: Delivery, after?: (error: unknown) => Promise<void>): Promise<void> | undefined {
+  start (delivery: Delivery, after?: (error: unknown) => Promise<void> | undefined): Promise<void> | undefined {
     const received = this.#listeners.receive(delivery.run, new DeliveryContext(delivery))
-    if (received === undefined && after === undefined) return undefined
+    if (received === undefined) {
+      const completed = after?.(undefined)
+      if (completed === undefined) return undefined
+      this.#running++
+      return completed.then(this.#done)
+    }
     this.#running++
-    if (after === undefined) return received!.then(this.#done, this.#failed)
-    return Promise.resolve(received).then(
+    if (after === undefined) return received.then(this.#done, this.#failed)
+    return received.then(
       async () => {
-        try {
-          await after(undefined)
-        } finally {
-          this.#settled()
-        }
+        await after(undefined)
+        this.#settled()
       },
       async (error: unknown) => {
-        try {
-          await after(error)
-        } finally {
-          this.#settled()
-        }
+        await after(error)
+        this.#settled()
         throw error
       }
     )
