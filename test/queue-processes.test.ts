@@ -13,6 +13,8 @@ const server = await startRedisServer()
 t.teardown(() => server.stop())
 const fixture = fileURLToPath(new URL('./fixtures/run-worker.ts', import.meta.url))
 const LOCK_MS = 600
+// A worker process starts tsx and connects to Redis: on a loaded 2-core machine that alone can take seconds.
+const SPAWN_MS = 20_000
 
 interface WorkerProcess {
   child: ChildProcess
@@ -43,7 +45,7 @@ t.test('runs accepted while no worker process runs are handled once one starts; 
 
   const first = spawnWorker(name)
   await until(() => first.events.filter((e) => e.event === 'done').length === 5 &&
-    first.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), 8000, 'the first worker took every run')
+    first.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), SPAWN_MS, 'the first worker took every run')
   t.same(first.events.filter((e) => e.event === 'done').map((e) => e.run_id).sort(), runs.map((run) => run.run_id).sort(), 'each accepted run handled once')
 
   // A listener's end comes before BullMQ marks its job completed: a worker
@@ -55,7 +57,7 @@ t.test('runs accepted while no worker process runs are handled once one starts; 
   await once(first.child, 'exit')
   const killed = Date.now()
   const second = spawnWorker(name)
-  await until(() => second.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), 8000, 'the run taken over')
+  await until(() => second.events.some((e) => e.event === 'start' && e.run_id === hanging.run_id), SPAWN_MS, 'the run taken over')
   const after = Date.now() - killed
   const takeover = second.events.find((e) => e.event === 'start')!
   t.equal(takeover.attempt, 2, 'taken over as its second attempt')
@@ -65,7 +67,7 @@ t.test('runs accepted while no worker process runs are handled once one starts; 
 
   // A graceful stop of a worker process: SIGTERM, close(), exit.
   const third = spawnWorker(name)
-  await until(() => third.events.some((e) => e.event === 'ready'), 8000, 'the third worker ready')
+  await until(() => third.events.some((e) => e.event === 'ready'), SPAWN_MS, 'the third worker ready')
   third.child.kill('SIGTERM')
   await once(third.child, 'exit')
   t.ok(third.events.some((e) => e.event === 'closed'), 'closed and exited on its own')

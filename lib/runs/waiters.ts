@@ -44,7 +44,17 @@ export interface WaitRelay {
  */
 export class RunWaiters {
   readonly #waiting = new Map<string, Set<Waiter>>()
-  readonly #remembered = new Map<string, { run: RunWebhook<unknown>, until: number, bytes: number }>()
+  /**
+   * The remembered deliveries, oldest first, in a ring of parallel arrays:
+   * remembering one costs no hashing and no allocation, on every delivery;
+   * a late caller's lookup scans them, which only a wait pays for.
+   */
+  readonly #ids: Array<string | undefined>
+  readonly #runs: Array<RunWebhook<unknown> | undefined>
+  readonly #untils: number[]
+  readonly #bytes: number[]
+  #oldest = 0
+  #count = 0
   #rememberedBytes = 0
   #sweep: NodeJS.Timeout | undefined
   #relay: WaitRelay | undefined
@@ -57,6 +67,10 @@ export class RunWaiters {
     this.#rememberMs = rememberMs
     this.#maxRemembered = maxRemembered
     this.#maxRememberedBytes = maxRememberedBytes
+    this.#ids = new Array(maxRemembered).fill(undefined)
+    this.#runs = new Array(maxRemembered).fill(undefined)
+    this.#untils = new Array(maxRemembered).fill(0)
+    this.#bytes = new Array(maxRemembered).fill(0)
   }
 
   /** Sends the deliveries received here to the waiters of other instances too. */
@@ -79,8 +93,8 @@ export class RunWaiters {
       return Promise.reject(new TypeError('waitForRun: signal must be an AbortSignal'))
     }
     if (signal?.aborted === true) return Promise.reject(signal.reason)
-    const remembered = this.#remembered.get(runId)
-    if (remembered !== undefined && remembered.until > Date.now()) return Promise.resolve(remembered.run)
+    const remembered = this.#recall(runId)
+    if (remembered !== undefined) return Promise.resolve(remembered)
     if (this.#closed) return Promise.reject(new ShuttingDownError())
 
     return new Promise((resolve, reject) => {
@@ -126,7 +140,7 @@ export class RunWaiters {
     // A body stripped of its run_id (allowedFields) is no run to wait for.
     if (this.#closed || typeof run.run_id !== 'string') return
     const runId = run.run_id
-    const waiters = this.#waiting.get(runId)
+    const waiters = this.#waiting.size === 0 ? undefined : this.#waiting.get(runId)
     if (waiters !== undefined) {
       this.#waiting.delete(runId)
       for (const waiter of waiters) waiter.resolve(run)
@@ -135,36 +149,45 @@ export class RunWaiters {
   }
 
   #remember (runId: string, run: RunWebhook<unknown>, bytes: number): void {
-    // Re-inserted at the end: the map stays in order of expiry.
-    this.#forget(runId)
-    if (bytes > this.#maxRememberedBytes) return
-    this.#remembered.set(runId, { run, until: Date.now() + this.#rememberMs, bytes })
+    const max = this.#maxRemembered
+    if (bytes > this.#maxRememberedBytes || max === 0) return
+    while (this.#count === max || this.#rememberedBytes + bytes > this.#maxRememberedBytes) this.#forgetOldest()
+    const slot = (this.#oldest + this.#count) % max
+    this.#ids[slot] = runId
+    this.#runs[slot] = run
+    this.#untils[slot] = Date.now() + this.#rememberMs
+    this.#bytes[slot] = bytes
+    this.#count++
     this.#rememberedBytes += bytes
-    while (this.#remembered.size > this.#maxRemembered || this.#rememberedBytes > this.#maxRememberedBytes) {
-      this.#forget(this.#remembered.keys().next().value!)
-    }
     this.#sweep ??= this.#scheduleSweep()
   }
 
-  #forget (runId: string): void {
-    const entry = this.#remembered.get(runId)
-    if (entry === undefined) return
-    this.#remembered.delete(runId)
-    this.#rememberedBytes -= entry.bytes
+  /** The newest remembered delivery of the run, if it is recent enough. */
+  #recall (runId: string): RunWebhook<unknown> | undefined {
+    for (let i = this.#count - 1; i >= 0; i--) {
+      const slot = (this.#oldest + i) % this.#maxRemembered
+      if (this.#ids[slot] === runId) return this.#untils[slot] > Date.now() ? this.#runs[slot] : undefined
+    }
+    return undefined
+  }
+
+  #forgetOldest (): void {
+    const slot = this.#oldest
+    this.#rememberedBytes -= this.#bytes[slot]
+    this.#ids[slot] = undefined
+    this.#runs[slot] = undefined
+    this.#oldest = (slot + 1) % this.#maxRemembered
+    this.#count--
   }
 
   #scheduleSweep (): NodeJS.Timeout | undefined {
-    const oldest = this.#remembered.values().next()
-    if (oldest.done === true) return undefined
+    if (this.#count === 0) return undefined
     // Remembered deliveries are no reason to keep the process alive.
     return setTimeout(() => {
       const now = Date.now()
-      for (const [runId, { until }] of this.#remembered) {
-        if (until > now) break
-        this.#forget(runId)
-      }
+      while (this.#count > 0 && this.#untils[this.#oldest] <= now) this.#forgetOldest()
       this.#sweep = this.#scheduleSweep()
-    }, Math.max(0, oldest.value.until - Date.now()) + 1).unref()
+    }, Math.max(0, this.#untils[this.#oldest] - Date.now()) + 1).unref()
   }
 
   /** Rejects every waiter (the application is closing) and forgets every delivery. */
@@ -175,8 +198,7 @@ export class RunWaiters {
     }
     clearTimeout(this.#sweep)
     this.#sweep = undefined
-    this.#remembered.clear()
-    this.#rememberedBytes = 0
+    while (this.#count > 0) this.#forgetOldest()
     await this.#relay?.close()
   }
 }
