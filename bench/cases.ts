@@ -21,7 +21,7 @@ export const TOKEN = '0b1e0c7f5a3d49e2a8c6f4d2b0e8c6a4f2d0b8e6c4a2f0d8b6e4c2a0f8
 /** Same length, wrong. */
 export const WRONG_TOKEN = TOKEN.replace(/^./, (c) => (c === 'f' ? 'e' : 'f'))
 
-export type CaseName = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h'
+export type CaseName = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'p'
 
 export interface BenchCase {
   readonly name: CaseName
@@ -40,7 +40,8 @@ export const CASES: readonly BenchCase[] = [
   { name: 'e', label: 'plugin, wrong token (401)', token: WRONG_TOKEN, status: 401 },
   { name: 'f', label: 'hand-written route (Ajv + digest compare)', token: TOKEN, status: 204 },
   { name: 'g', label: 'plugin, queue (BullMQ job, worker elsewhere)', token: TOKEN, status: 202 },
-  { name: 'h', label: 'hand-written route calling BullMQ queue.add', token: TOKEN, status: 202 }
+  { name: 'h', label: 'hand-written route calling BullMQ queue.add', token: TOKEN, status: 202 },
+  { name: 'p', label: 'plugin, the --baseline build (as (b))', token: TOKEN, status: 204 }
 ]
 
 /** The cases that need Redis (bench/run.ts starts a redis-server and passes REDIS_URL). */
@@ -98,6 +99,12 @@ export async function buildApp (name: CaseName): Promise<FastifyInstance> {
       // (b) token check, full schema validation, one no-op listener; (e) the same, sent a wrong token.
       await app.register(langgraphWebhooks, { token: TOKEN, onRun: listener })
       break
+    case 'p': {
+      // (p) (b) with another build of the plugin (bench/run.ts --baseline), measured in the same rounds.
+      const baseline = (await import(pathToFileURL(process.env.BENCH_BASELINE!).href)) as typeof lib
+      await app.register(baseline.default, { token: TOKEN, onRun: listener })
+      break
+    }
     case 'c':
       await app.register(langgraphWebhooks, { token: TOKEN, onRun: listener, dedupe: true })
       break

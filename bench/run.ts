@@ -16,7 +16,9 @@
  * --connections-large, --out <dir> (default bench/; writes results.json,
  * results.md, ratios.svg), --cpu-prof <dir> (start the servers with
  * node --cpu-prof; see bench/profile.ts), --lib <path/to/lib/index.ts>
- * (benchmark another build of the plugin, e.g. an older commit's).
+ * (benchmark another build of the plugin, e.g. an older commit's),
+ * --baseline <path/to/lib/index.ts> (add case (p): that build as (b), in the
+ * same rounds, and the target (b) ÷ (p): before and after, side by side).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -46,6 +48,7 @@ const { values: args } = parseArgs({
     'connections-large': { type: 'string', default: '8' },
     out: { type: 'string', default: here },
     lib: { type: 'string' },
+    baseline: { type: 'string' },
     'cpu-prof': { type: 'string' }
   }
 })
@@ -60,7 +63,9 @@ const initialWarmup = Number(args['initial-warmup'])
 // The queued cases need a redis-server on the PATH; without one they are left out.
 const redis = CASES.some((c) => REDIS_CASES.includes(c.name) && args.cases.includes(c.name)) ? await startLocalRedis() : undefined
 if (redis === undefined && REDIS_CASES.some((name) => args.cases.includes(name))) console.log('bench: redis-server is not on the PATH; cases g and h are left out')
-const cases = CASES.filter((c) => args.cases.includes(c.name) && (redis !== undefined || !REDIS_CASES.includes(c.name)))
+const cases = CASES.filter((c) => c.name === 'p'
+  ? args.baseline !== undefined
+  : args.cases.includes(c.name) && (redis !== undefined || !REDIS_CASES.includes(c.name)))
 const bodies = BODIES.filter((b) => args.bodies.split(',').includes(b.name))
 const connections: Record<string, number> = {
   small: Number(args['connections-small']),
@@ -84,7 +89,7 @@ async function startServer (benchCase: BenchCase, body: BenchBody): Promise<Serv
     // One directory per server: the main thread and tsx's loader thread each write a profile.
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resolve(args['cpu-prof']), `${benchCase.name}-${body.name}`)}`)
   }
-  const env = { ...process.env, ...(args.lib === undefined ? {} : { BENCH_LIB: resolve(args.lib) }), ...(redis === undefined ? {} : { REDIS_URL: redis.url }) }
+  const env = { ...process.env, ...(args.lib === undefined ? {} : { BENCH_LIB: resolve(args.lib) }), ...(args.baseline === undefined ? {} : { BENCH_BASELINE: resolve(args.baseline) }), ...(redis === undefined ? {} : { REDIS_URL: redis.url }) }
   const child = fork(join(here, 'server.ts'), [benchCase.name], { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const port = await new Promise<string>((resolve, reject) => {
     child.once('message', (message: { type: string, port: string }) => resolve(message.port))

@@ -179,14 +179,17 @@ export async function createRedisRelay (
     if (connections++ > 0) subscriber.subscribe(channel).catch(notSubscribed)
   })
   subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
+  // JSON.stringify keeps key order: this instance's own messages start so, and are skipped unparsed.
+  const own = `{"from":${JSON.stringify(self)},`
   subscriber.on('message', (_channel: string, message: string) => {
+    if (message.startsWith(own)) return
     let parsed: { from?: unknown, run?: RunWebhook<unknown> }
     try {
       parsed = JSON.parse(message)
     } catch {
       return
     }
-    if (parsed.from !== self && typeof parsed.run?.run_id === 'string') heard(parsed.run, message.length)
+    if (typeof parsed.run?.run_id === 'string') heard(parsed.run, message.length)
   })
   try {
     await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel))
