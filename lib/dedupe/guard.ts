@@ -41,46 +41,76 @@ export function createDedupeGuard (dedupe: GuardOptions | undefined): DedupeGuar
   if (dedupe === undefined) return undefined
   const { store, ttlMs, leaseMs } = dedupe
 
+  // No closure is made per delivery on the synchronous path: a closure a
+  // delivery is not free (and costs more under tsx, which names each one).
   return function guard (delivery) {
-    const key = runKey(delivery.run)
-    const owner = `${OWNER_PREFIX}.${++owners}`
-    const failed = (error: unknown): never => {
-      delivery.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
-      throw new DedupeStoreError({ cause: error })
-    }
-    const answer = (reserved: ReserveResult): Reservation | 'duplicate' => {
-      if (reserved === 'done') return 'duplicate'
-      if (reserved === 'in-flight') throw new DeliveryInFlightError()
-      return {
-        // The listeners did run: acknowledging beats a retry that runs them twice.
-        complete: () => quietly(() => store.complete(key, ttlMs), (error) => {
-          delivery.log.error({ err: error, key }, 'dedupe store failed to complete a run webhook')
-        }),
-        // The lease expires by itself; a retry after it runs the listeners again.
-        release: () => quietly(() => store.release(key, owner), (error) => {
-          delivery.log.error({ err: error, key }, 'dedupe store failed to release a run webhook')
-        })
-      }
-    }
+    const reservation = new StoreReservation(store, delivery, ttlMs)
     let reserved
     try {
-      reserved = store.reserve(key, leaseMs, owner)
+      reserved = store.reserve(reservation.key, leaseMs, reservation.owner)
     } catch (error) {
-      return failed(error)
+      throw reserveFailed(error, delivery)
     }
-    if (typeof reserved === 'string') return answer(reserved)
-    return Promise.resolve(reserved).then(answer, failed)
+    if (typeof reserved === 'string') return reservation.answer(reserved)
+    return Promise.resolve(reserved).then(
+      (result) => reservation.answer(result),
+      (error: unknown) => { throw reserveFailed(error, delivery) }
+    )
   }
 }
 
-/** Calls a store method; its failure goes to `failed`, never to the caller. `undefined` when the store answered at once. */
-function quietly (call: () => void | Promise<void>, failed: (error: unknown) => void): Promise<void> | undefined {
-  let answered
-  try {
-    answered = call()
-  } catch (error) {
-    failed(error)
+function reserveFailed (error: unknown, delivery: Delivery): Error {
+  delivery.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
+  return new DedupeStoreError({ cause: error })
+}
+
+/** A delivery's key in the store; `complete` and `release` never reject, and answer `undefined` when the store did at once. */
+class StoreReservation implements Reservation {
+  readonly key: string
+  readonly owner = `${OWNER_PREFIX}.${++owners}`
+  readonly #store: DedupeStore
+  readonly #delivery: Delivery
+  readonly #ttlMs: number
+
+  constructor (store: DedupeStore, delivery: Delivery, ttlMs: number) {
+    this.key = runKey(delivery.run)
+    this.#store = store
+    this.#delivery = delivery
+    this.#ttlMs = ttlMs
+  }
+
+  answer (reserved: ReserveResult): Reservation | 'duplicate' {
+    if (reserved === 'done') return 'duplicate'
+    if (reserved === 'in-flight') throw new DeliveryInFlightError()
+    return this
+  }
+
+  complete (): Promise<void> | undefined {
+    try {
+      return this.#settled(this.#store.complete(this.key, this.#ttlMs), 'complete')
+    } catch (error) {
+      return this.#failed(error, 'complete')
+    }
+  }
+
+  release (): Promise<void> | undefined {
+    try {
+      return this.#settled(this.#store.release(this.key, this.owner), 'release')
+    } catch (error) {
+      return this.#failed(error, 'release')
+    }
+  }
+
+  #settled (answered: void | Promise<void>, step: 'complete' | 'release'): Promise<void> | undefined {
+    if (answered === undefined) return undefined
+    return Promise.resolve(answered).then(undefined, (error: unknown) => { this.#failed(error, step) })
+  }
+
+  // complete: the listeners did run, and acknowledging beats a retry that
+  // runs them twice. release: the lease expires by itself, and a retry after
+  // it runs the listeners again. Either way the delivery's reply stands.
+  #failed (error: unknown, step: 'complete' | 'release'): undefined {
+    this.#delivery.log.error({ err: error, key: this.key }, `dedupe store failed to ${step} a run webhook`)
     return undefined
   }
-  return answered === undefined ? undefined : Promise.resolve(answered).then(undefined, failed)
 }
