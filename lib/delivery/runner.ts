@@ -52,18 +52,24 @@ export class ListenerRunner {
       const completed = after?.(undefined)
       if (completed === undefined) return undefined
       this.#running++
-      return completed.then(this.#done)
+      return completed.then(this.#done, this.#failed)
     }
     this.#running++
     if (after === undefined) return received.then(this.#done, this.#failed)
     return received.then(
       async () => {
-        await after(undefined)
-        this.#settled()
+        try {
+          await after(undefined)
+        } finally {
+          this.#settled()
+        }
       },
       async (error: unknown) => {
-        await after(error)
-        this.#settled()
+        try {
+          await after(error)
+        } finally {
+          this.#settled()
+        }
         throw error
       }
     )
