@@ -16,8 +16,8 @@ const { default: langgraphWebhooks, RunWebhookSchema } = (process.env.BENCH_LIB 
   : await import(pathToFileURL(process.env.BENCH_LIB).href)) as typeof lib
 
 export const PATH = '/webhooks/langgraph'
-/** A 32-byte hex token, as the README recommends. */
-export const TOKEN = '0b1e0c7f5a3d49e2a8c6f4d2b0e8c6a4f2d0b8e6c4a2f0d8b6e4c2a0f8d6b4e2'
+/** The length and alphabet of a 32-byte hex token, as the README recommends, plainly not a real one. */
+export const TOKEN = '0123456789abcdef'.repeat(4)
 /** Same length, wrong. */
 export const WRONG_TOKEN = TOKEN.replace(/^./, (c) => (c === 'f' ? 'e' : 'f'))
 
