@@ -97,7 +97,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     get path () { return route.path },
     waitForRun: runs.waitForRun,
     runs: runs.runs,
-    get webhookUrl () { return runs.webhookUrl() },
+    webhookUrl: '',
     queue: queue?.admin ?? NO_QUEUE,
     withValues (schema) {
       if (schema !== options.valuesSchema) throw new ValuesSchemaMismatchError()
@@ -109,6 +109,8 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
       return decorator
     }
   }
+  // Not enumerable: the URL holds the token, and JSON.stringify or a logger must not print it.
+  Object.defineProperty(decorator, 'webhookUrl', { get: runs.webhookUrl, enumerable: false })
   fastify.decorate('langgraphWebhooks', decorator)
   fastify.addHook('onReady', async () => { runs.start(deliver, validate) })
 }

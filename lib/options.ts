@@ -155,12 +155,18 @@ export function optionObject (value: unknown, name: string, keys: readonly strin
   return value as Record<string, unknown>
 }
 
+/** The unit an option's name implies, for its error message. */
+function unitOf (name: string): string {
+  if (name.endsWith('Ms')) return ' of milliseconds'
+  return name.endsWith('Limit') ? ' of bytes (e.g. 10 * 1024 * 1024)' : ''
+}
+
 /** A positive integer option, or `fallback` when not given. */
 export function positiveInteger (value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isSafeInteger(value) || (value as number) <= 0) {
     const hint = typeof value === 'string' ? ' (convert it first, e.g. Number(process.env.X))' : ''
-    fail(`${name} must be a positive integer (milliseconds or bytes), got ${describeValue(value)}${hint}`)
+    fail(`${name} must be a positive integer${unitOf(name)}, got ${describeValue(value)}${hint}`)
   }
   return value as number
 }

@@ -57,23 +57,28 @@ export function buildRunWebhook<Values = Record<string, unknown>> (
 }
 
 export interface DeliverRunOptions {
-  /** The token to send in `?token=`. */
+  /** The token to send. */
   token: string
   /**
    * The route's path. Default: `app.langgraphWebhooks.path` when `app` has
    * the plugin (prefixes included), else `/webhooks/langgraph`.
    */
   path?: string
+  /**
+   * Which server's request to imitate. `'js'` (default): `text/plain;charset=UTF-8`,
+   * the token in `?token=`. `'python'`: `application/json`, the token in an
+   * `Authorization: Bearer` header (as `webhooks.headers` sends it; needs the
+   * `'bearer'` token source).
+   */
+  sender?: 'js' | 'python'
 }
 
-/** Injects a run webhook exactly as the JS server sends it: `text/plain;charset=UTF-8`, token in the query. */
-export function deliverRun (app: FastifyInstance, payload: unknown, { token, path }: DeliverRunOptions): Promise<LightMyRequestResponse> {
+/** Injects a run webhook exactly as the JS server (or, with `sender: 'python'`, the Python server) sends it. */
+export function deliverRun (app: FastifyInstance, payload: unknown, { token, path, sender = 'js' }: DeliverRunOptions): Promise<LightMyRequestResponse> {
   path ??= (app as { langgraphWebhooks?: { path: string } }).langgraphWebhooks?.path ?? DEFAULT_PATH
-  return app.inject({
-    method: 'POST',
-    url: path,
-    query: { token },
-    headers: { 'content-type': 'text/plain;charset=UTF-8' },
-    payload: typeof payload === 'string' ? payload : JSON.stringify(payload)
-  })
+  const body = typeof payload === 'string' ? payload : JSON.stringify(payload)
+  if (sender === 'python') {
+    return app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: body })
+  }
+  return app.inject({ method: 'POST', url: path, query: { token }, headers: { 'content-type': 'text/plain;charset=UTF-8' }, payload: body })
 }

@@ -102,7 +102,7 @@ test('a nested option object is checked as strictly as the top level', async (t)
   const cases: Array<[string, unknown, RegExp]> = [
     ['misspelt ttlMs', { ttl: 5 }, /unknown option "dedupe\.ttl"; the options of dedupe are: store, ttlMs, leaseMs, maxKeys/],
     ['misspelt maxKeys', { maxkeys: 5 }, /unknown option "dedupe\.maxkeys"/],
-    ['a string ttlMs', { ttlMs: '5000' }, /dedupe\.ttlMs must be a positive integer \(milliseconds or bytes\), got the string "5000" \(convert it first/]
+    ['a string ttlMs', { ttlMs: '5000' }, /dedupe\.ttlMs must be a positive integer of milliseconds, got the string "5000" \(convert it first/]
   ]
   for (const [name, dedupe, message] of cases) {
     await t.rejects(registerWith({ token: TOKEN, dedupe }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message }, name)
@@ -110,12 +110,16 @@ test('a nested option object is checked as strictly as the top level', async (t)
 })
 
 test('a number option given as a string says it got a string', async (t) => {
-  for (const name of ['listenerTimeoutMs', 'bodyLimit', 'maxAgeMs']) {
+  for (const name of ['listenerTimeoutMs', 'maxAgeMs']) {
     await t.rejects(registerWith({ token: TOKEN, [name]: '5000' }), {
       code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION',
-      message: new RegExp(`^${name} must be a positive integer \\(milliseconds or bytes\\), got the string "5000" \\(convert it first, e\\.g\\. Number\\(process\\.env\\.X\\)\\)$`)
+      message: new RegExp(`^${name} must be a positive integer of milliseconds, got the string "5000" \\(convert it first, e\\.g\\. Number\\(process\\.env\\.X\\)\\)$`)
     }, name)
   }
+  await t.rejects(registerWith({ token: TOKEN, bodyLimit: '10mb' }), {
+    message: 'bodyLimit must be a positive integer of bytes (e.g. 10 * 1024 * 1024), got the string "10mb" (convert it first, e.g. Number(process.env.X))'
+  }, 'bodyLimit names bytes, not milliseconds')
+  await t.rejects(registerWith({ token: TOKEN, dedupe: { maxKeys: 0 } }), { message: 'dedupe.maxKeys must be a positive integer, got 0' }, 'a count names no unit')
   await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: -5 }), { message: /got -5$/ }, 'a number is quoted as a number')
   await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: null }), { message: /got null$/ })
   await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: [5] }), { message: /got an array$/ })

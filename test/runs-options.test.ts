@@ -1,6 +1,7 @@
 // The `langgraph` option, and app.langgraphWebhooks.runs / webhookUrl without it or misused.
 import t from 'tap'
 import { createRequire } from 'node:module'
+import { inspect } from 'node:util'
 import Fastify from 'fastify'
 import langgraphWebhooks from '../lib/index.js'
 import { errorOf, webhookBody } from '../lib/runs/reconcile.js'
@@ -54,6 +55,8 @@ t.test('webhookUrl is the URL with the first token, encoded', async (t) => {
   t.equal(url.searchParams.get('token'), token, 'the newest token while rotating')
   t.equal(url.searchParams.get('tenant'), 'a', 'the URL\'s own query is kept')
   t.equal(`${url.origin}${url.pathname}`, webhookUrl)
+  t.notMatch(JSON.stringify(app.langgraphWebhooks), 'token', 'serializing the decorator leaves the secret URL out')
+  t.notMatch(inspect(app.langgraphWebhooks, { getters: true }), token)
 })
 
 t.test('without the langgraph option: runs and webhookUrl say what is missing; waitForRun works', async (t) => {

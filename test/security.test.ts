@@ -1,6 +1,9 @@
 import { test } from 'tap'
+import Fastify from 'fastify'
+import langgraphWebhooks, { serializeRequest } from '../lib/index.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { TOKEN, buildApp, jsServerBody } from './helpers/app.js'
+import { logSink } from './helpers/log.js'
 
 const PATH = '/webhooks/langgraph'
 
@@ -81,4 +84,19 @@ test('maxAgeMs refuses deliveries sent too long ago or too far ahead', async (t)
 
   const { app: open } = await buildApp()
   t.equal((await deliverRun(open, buildRunWebhook({ webhook_sent_at: '2001-01-01T00:00:00Z' }), { token: TOKEN })).statusCode, 204, 'off by default')
+})
+
+test('the Quick start\'s setup keeps the token out of the log of a mistyped path', async (t) => {
+  const mistyped = `${PATH}/?token=${TOKEN}`
+  for (const quickStart of [false, true]) {
+    const { lines, logger } = logSink('trace')
+    const app = Fastify({ logger: { ...logger, serializers: { req: serializeRequest } } })
+    if (quickStart) app.setNotFoundHandler((request, reply) => { reply.code(404).send() })
+    await app.register(langgraphWebhooks, { token: TOKEN })
+    const res = await app.inject({ method: 'POST', url: mistyped, headers: { 'content-type': 'application/json' }, payload: '{}' })
+    await app.close()
+    t.equal(res.statusCode, 404)
+    const leaked = lines.some((line) => JSON.stringify(line).includes(TOKEN))
+    t.equal(leaked, !quickStart, quickStart ? 'with the not-found handler, no line holds the token' : 'Fastify\'s own 404 logs the URL, token included')
+  }
 })

@@ -36,3 +36,15 @@ test('deliverRun sends the payload as the JS server does', async (t) => {
   t.same(seen.query, { token: TOKEN })
   t.equal((await deliverRun(app, JSON.stringify(buildRunWebhook()), { token: TOKEN, path: '/custom' })).statusCode, 204, 'a string payload is sent as is')
 })
+
+test('deliverRun sends the payload as the Python server does', async (t) => {
+  const { app } = await buildApp()
+  let seen: { contentType?: string, authorization?: string, query?: unknown } = {}
+  app.langgraphWebhooks.onRun((run, { request }) => {
+    seen = { contentType: request!.headers['content-type'], authorization: request!.headers.authorization, query: request!.query }
+  })
+  const res = await deliverRun(app, buildRunWebhook(), { token: TOKEN, sender: 'python' })
+  t.equal(res.statusCode, 204)
+  t.same(seen, { contentType: 'application/json', authorization: `Bearer ${TOKEN}`, query: {} })
+  t.equal((await deliverRun(app, buildRunWebhook(), { token: 'wrong-token-0123456789', sender: 'python' })).statusCode, 401)
+})
