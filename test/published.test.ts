@@ -19,6 +19,9 @@ const run = promisify(execFile)
 t.setTimeout(120_000)
 const consumer = await createConsumer()
 t.teardown(() => consumer.remove())
+// The declarations name TypeBox 1.x's and the schema libraries' types for their users: a project without them must compile too.
+const bare = await createConsumer({ without: ['typebox', 'zod', 'valibot', 'arktype'] })
+t.teardown(() => bare.remove())
 
 const TOKEN = 't'.repeat(32)
 
@@ -104,6 +107,45 @@ const files = {
   cjs: await consumer.write('required.cjs', cjs)
 }
 
+// Every entry point, imported and required at run time.
+const entries = {
+  esm: await consumer.write('entries.mjs', `
+    import Fastify from 'fastify'
+    import plugin, { fastifyLanggraphWebhooks } from 'fastify-langgraph-webhooks'
+    import { buildRunWebhook, deliverRun } from 'fastify-langgraph-webhooks/testing'
+    import { createRedisDedupeStore } from 'fastify-langgraph-webhooks/redis'
+    import { createRunWorker } from 'fastify-langgraph-webhooks/queue'
+    const app = Fastify()
+    await app.register(plugin, { token: '${TOKEN}' })
+    let got
+    app.langgraphWebhooks.onRun((run) => { got = run.status })
+    const res = await deliverRun(app, buildRunWebhook(), { token: '${TOKEN}' })
+    console.log(JSON.stringify({ status: res.statusCode, got, same: plugin === fastifyLanggraphWebhooks, redis: typeof createRedisDedupeStore, queue: typeof createRunWorker }))
+  `),
+  cjs: await consumer.write('entries.cjs', `
+    const { createRunWorker } = require('fastify-langgraph-webhooks/queue')
+    const { createRedisDedupeStore } = require('fastify-langgraph-webhooks/redis')
+    console.log(JSON.stringify({ queue: typeof createRunWorker, redis: typeof createRedisDedupeStore }))
+  `)
+}
+
+// A hand-made Standard Schema and a TypeBox 0.34 one, in a project without typebox or zod.
+const withoutSchemaLibraries = await bare.write('values.mts', `
+  import Fastify from 'fastify'
+  import { Type } from '@sinclair/typebox'
+  import langgraphWebhooks, { type StandardSchemaV1 } from 'fastify-langgraph-webhooks'
+  const Counted: StandardSchemaV1<unknown, { count: number }> = {
+    '~standard': { version: 1, vendor: 'mine', validate: (value) => ({ value: value as { count: number } }) }
+  }
+  const app = Fastify()
+  await app.register(langgraphWebhooks, { token: 'x'.repeat(32), valuesSchema: Counted })
+  app.langgraphWebhooks.withValues(Counted).onRun((run) => { const count: number | undefined = run.values?.count; console.log(count) })
+  const Legacy = Type.Object({ messages: Type.Array(Type.String()) })
+  app.langgraphWebhooks.withValues(Legacy).onRun((run) => { const first: string | undefined = run.values?.messages[0]; console.log(first) })
+  // @ts-expect-error the output type is precise, not any
+  app.langgraphWebhooks.withValues(Counted).onRun((run) => { const wrong: string | undefined = run.values?.count; console.log(wrong) })
+`)
+
 // ```ts blocks of the README, and ```js ones (checkJs; CommonJS when they
 // require()). A block that cannot compile is marked on the line before its
 // fence with <!-- typecheck: skip, <the reason> -->, and the reason is printed.
@@ -171,6 +213,29 @@ t.test('every TypeScript and JavaScript block of the README compiles under stric
   // readme-<fence line>.mts(<line>,…) → README.md:<line in the README> (a JavaScript block has one line more: // @ts-check)
   const errors = nodeNext.filter((error) => error.startsWith('readme-'))
   t.same(errors.map((error) => error.replace(/^readme-(\d+)\.(\w+)\((\d+),\d+\)/, (_, fence, extension, line) => `README.md:${Number(fence) + Number(line) - (extension === 'mts' ? 0 : 1)}`)), [])
+})
+
+t.test('every entry point imports and requires at run time', async (t) => {
+  const esm = await run(process.execPath, [entries.esm], { cwd: consumer.dir })
+  t.same(JSON.parse(esm.stdout), { status: 204, got: 'success', same: true, redis: 'function', queue: 'function' })
+  const cjs = await run(process.execPath, [entries.cjs], { cwd: consumer.dir })
+  t.same(JSON.parse(cjs.stdout), { queue: 'function', redis: 'function' })
+})
+
+t.test('the declarations compile in a project without typebox or the schema libraries', async (t) => {
+  t.same(typeCheck(bare, [withoutSchemaLibraries], { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext }), [])
+  // The control: typebox is indeed out of reach of that project.
+  const control = await run(process.execPath, ['--input-type=module', '-e', "await import('typebox')"], { cwd: bare.dir }).then(() => '', (error) => String(error.stderr))
+  t.match(control, /Cannot find package 'typebox'/)
+})
+
+t.test('the package holds the built code and declarations, and no sources or tests', async (t) => {
+  const installed = join(consumer.dir, 'node_modules/fastify-langgraph-webhooks')
+  const files = await readdir(installed, { recursive: true })
+  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/testing.js', 'dist/testing.d.ts', 'dist/queue/index.js', 'dist/queue/index.d.ts', 'package.json', 'README.md']) {
+    t.ok(files.includes(file), file)
+  }
+  t.notOk(files.some((file) => file.startsWith('lib') || file.startsWith('test')), 'no sources or tests')
 })
 
 t.test('the README stays a front door: at most 16 KB', async (t) => {

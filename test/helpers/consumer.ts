@@ -23,9 +23,10 @@ export interface Consumer {
  * Packs the built package (`npm pack`, without its scripts: `npm test` has
  * built dist/ already) and unpacks it into the node_modules of a fresh
  * project, beside links to this repository's dependencies: only the files
- * that would be published are there.
+ * that would be published are there. `without` leaves dependencies out, as
+ * a project that did not install them.
  */
-export async function createConsumer (): Promise<Consumer> {
+export async function createConsumer ({ without = [] }: { without?: string[] } = {}): Promise<Consumer> {
   if (!existsSync(join(root, 'dist/index.js'))) throw new Error('dist/ is not built: run npm run build first')
   const dir = await mkdtemp(join(tmpdir(), 'lgw-consumer-'))
   const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root })
@@ -35,7 +36,7 @@ export async function createConsumer (): Promise<Consumer> {
   await run('tar', ['xzf', tarball, '-C', dir])
   await rename(join(dir, 'package'), join(modules, 'fastify-langgraph-webhooks'))
   for (const entry of await readdir(join(root, 'node_modules'))) {
-    if (!entry.startsWith('.')) await symlink(join(root, 'node_modules', entry), join(modules, entry), 'dir')
+    if (!entry.startsWith('.') && !without.includes(entry)) await symlink(join(root, 'node_modules', entry), join(modules, entry), 'dir')
   }
   await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true }))
   return {

@@ -1,6 +1,6 @@
 /**
  * A small dudect-style timing harness ("dude, is my code constant time?",
- * Reparaz, Balasch & Verbauwhede, 2017), used by test/token-timing.test.ts.
+ * Reparaz, Balasch & Verbauwhede, 2017), used by bench/token-timing.ts (`npm run bench:timing`).
  *
  * Two classes of inputs are measured interleaved: before every sample the
  * class is drawn at random, so whatever else happens on the machine (other

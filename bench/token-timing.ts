@@ -1,6 +1,6 @@
 /**
  * Statistical timing test of createTokenVerifier (dudect-style, see
- * test/helpers/timing.ts): the time a wrong token takes to be rejected must
+ * bench/timing.ts): the time a wrong token takes to be rejected must
  * depend neither on where it is wrong nor on the length of the secret.
  *
  * The same harness is then pointed at three leaky comparisons (an early-exit
@@ -21,11 +21,11 @@ import {
   worstOf,
   type TimingClass,
   type TimingResult
-} from './helpers/timing.js'
+} from './timing.js'
 
 /**
  * Largest acceptable gap between the two classes, in ns per call (the paired
- * gap of test/helpers/timing.ts; the plain-median gap is reported too).
+ * gap of bench/timing.ts; the plain-median gap is reported too).
  *
  * Crosby, Wallach & Riedi ("Opportunities and limits of remote timing
  * attacks", ACM TISSEC 2009) resolved differences of ~100 ns across a LAN at
