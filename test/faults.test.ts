@@ -126,7 +126,7 @@ test('deliveries that time out one after the other each get their 503 at their o
   const [a, b] = await Promise.all([first, second])
   t.equal(a.status, 503)
   t.equal(b.status, 503)
-  t.ok(a.at >= 145 && a.at < b.at, `the first at its deadline (${a.at} ms), before the second`)
+  t.ok(a.at >= 145 && a.at <= b.at, `the first at its deadline (${a.at} ms), not after the second`)
   t.ok(b.at >= 220, `the second at its own, later deadline (${b.at} ms)`)
   gate.resolve()
   await close()
@@ -232,7 +232,7 @@ test('app.close() with deliveries in flight over HTTP: each is finished and answ
   while (started < runs.length + 1) await sleep(5)
 
   const closing = close()
-  await sleep(50)
+  while (app.server.listening) await sleep(5)
   t.equal(await post(base, buildRunWebhook()), 'ECONNREFUSED', 'a new connection during close is refused (the sender retries)')
   raw.write(rawRequest(buildRunWebhook()))
   t.ok(await pendingAfter(closing, 50), 'close waits for the deliveries in flight')
@@ -246,7 +246,8 @@ test('app.close() with deliveries in flight over HTTP: each is finished and answ
   t.match(received, /^HTTP\/1\.1 204 No Content\r\nconnection: close\r\n/i, 'the raw connection: 204, then closed')
   t.equal(received.match(/HTTP\/1\.1/g)?.length, 1, 'the request sent on it after close began got no reply: the sender sees the connection close, and retries')
   await closing
-  t.ok(Date.now() - released < 2000, `app.close() resolved ${Date.now() - released} ms after the last reply (not after the senders' keep-alive timeout)`)
+  // Fastify's keep-alive timeout is 72 s: a bound far below it tells the two apart on a loaded machine.
+  t.ok(Date.now() - released < 30_000, `app.close() resolved ${Date.now() - released} ms after the last reply (not after the senders' keep-alive timeout)`)
   t.equal(started, runs.length + 1, 'no listener ran for a request that came after close began')
   t.equal(finished, started, 'every listener that started has finished')
   t.equal(completed.length, finished, 'and each delivery was marked handled in the dedupe store before close resolved')

@@ -14,9 +14,6 @@ import { createConsumer, root, typeCheck } from './helpers/consumer.js'
 // TypeScript block of the README.
 
 const run = promisify(execFile)
-// Type-checking Fastify's and Node's types several times takes a few CPU
-// seconds; on a machine busy with other work that can pass tap's 30 s default.
-t.setTimeout(120_000)
 const consumer = await createConsumer()
 t.teardown(() => consumer.remove())
 // The declarations name TypeBox 1.x's and the schema libraries' types for their users: a project without them must compile too.
