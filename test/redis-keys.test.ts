@@ -142,8 +142,10 @@ t.test('with the queue, forged run ids and statuses each get a job of their own,
   for (const { run } of runs) {
     t.equal((await deliverRun(app, buildRunWebhook(run), { token })).statusCode, 202, `${JSON.stringify(run)} is queued`)
   }
-  await until(() => handled.length === runs.length, 10_000, 'every job handled')
+  await until(() => handled.length === runs.length, 30_000, 'every job handled')
   t.same(handled.sort(), runs.map(({ run }) => `${run.run_id} ${run.status}`).sort(), 'each reached a listener')
+  const jobs = ['x%2Ey.z', 'x.y%2Ez', 'u.custom%3Astatus', '12.3'].map((id) => `bull:${name}:${id}`)
+  t.same(await Promise.all(jobs.map((key) => client.exists(key))), [1, 1, 1, 1], 'each has a job of its own')
 
   const after = await snapshot(client, `${prefix}*`)
   const claims = runs.map(({ claim }) => `${prefix}{runs}:claim:${claim}`)
