@@ -119,7 +119,7 @@ t.test('a failing listener, then a retry on the other instance that succeeds', a
   const a = await instance(t, { prefix: shared, onRun })
   const b = await instance(t, { prefix: shared, onRun })
   const run = buildRunWebhook({ status: 'error', error: 'graph failed' })
-  const key = `${shared}${run.run_id}:error`
+  const key = `${shared}{dedupe}:${run.run_id}:error`
 
   const first = await deliverRun(a.app, run, { token })
   t.equal(first.statusCode, 500)
@@ -151,10 +151,10 @@ t.test("a crashed instance's lease expires, and its late release touches nothing
   t.equal(blocked.statusCode, 503, 'the lease is held: the sender is asked to retry')
   t.equal(blocked.headers['retry-after'], String(RETRY_AFTER_SECONDS))
   t.equal(calls, 0)
-  const pttl = await b.client.pttl(shared + key)
+  const pttl = await b.client.pttl(`${shared}{dedupe}:${key}`)
   t.ok(pttl > 0 && pttl <= 400, `the lease has a TTL (pttl ${pttl})`)
 
-  await until(async () => (await b.client.exists(shared + key)) === 0)
+  await until(async () => (await b.client.exists(`${shared}{dedupe}:${key}`)) === 0)
   let open!: () => void
   gate = new Promise((resolve) => { open = resolve })
   const taken = deliverRun(b.app, run, { token })
@@ -178,7 +178,7 @@ t.test('the store API', async (t) => {
 
   t.equal(await store.reserve('k', 1000), 'reserved', 'without an owner: the store is the owner')
   t.equal(await store.reserve('k', 1000), 'in-flight')
-  t.match(await client.get(`${p}k`), /^lease:/)
+  t.match(await client.get(`${p}{dedupe}:k`), /^lease:/)
   await store.release('k', 'someone-else')
   t.equal(await store.reserve('k', 1000, 'x'), 'in-flight')
   await store.release('k')
@@ -186,26 +186,26 @@ t.test('the store API', async (t) => {
   await store.complete('k', 5000)
   t.equal(await store.reserve('k', 1000, 'y'), 'done')
   await store.release('k', 'x')
-  t.equal(await client.get(`${p}k`), 'done', 'release leaves a done mark alone')
+  t.equal(await client.get(`${p}{dedupe}:k`), 'done', 'release leaves a done mark alone')
 
   // Scripts live in Redis' cache only: after SCRIPT FLUSH (or a restart) the store sends them again.
   await client.script('FLUSH')
   t.equal(await store.reserve('fresh', 1000, 'z'), 'reserved')
   await client.script('FLUSH')
   await store.release('fresh', 'z')
-  t.equal(await client.exists(`${p}fresh`), 0)
+  t.equal(await client.exists(`${p}{dedupe}:fresh`), 0)
 
   // A Redis error (here: the key holds another type) rejects; the delivery would get 503.
-  await client.hset(`${p}wrong`, 'field', 'value')
+  await client.hset(`${p}{dedupe}:wrong`, 'field', 'value')
   await t.rejects(Promise.resolve(store.reserve('wrong', 1000, 'o')), /WRONGTYPE/)
 
   // Default prefix.
   const plain = createRedisDedupeStore(client)
   const id = randomUUID()
   t.equal(await plain.reserve(id, 1000), 'reserved')
-  t.equal(await client.exists(`${DEFAULT_REDIS_PREFIX}${id}`), 1)
+  t.equal(await client.exists(`${DEFAULT_REDIS_PREFIX}{dedupe}:${id}`), 1)
   await plain.release(id)
-  t.equal(await client.exists(`${DEFAULT_REDIS_PREFIX}${id}`), 0)
+  t.equal(await client.exists(`${DEFAULT_REDIS_PREFIX}{dedupe}:${id}`), 0)
 })
 
 t.test('options are checked', async (t) => {
@@ -225,7 +225,7 @@ t.test('Redis unresponsive: operations time out (503), and a late reservation is
   const { app, client } = await instance(t, { prefix: shared, timeoutMs: 150, onRun: () => { calls++ } }, sink.logger)
   const admin = await connect(t)
   const run = buildRunWebhook()
-  const key = `${shared}${run.run_id}:success`
+  const key = `${shared}{dedupe}:${run.run_id}:success`
 
   await admin.client('PAUSE', 700, 'ALL')
   const started = Date.now()
@@ -250,7 +250,7 @@ t.test('Redis unresponsive: operations time out (503), and a late reservation is
   t.equal((await deliverRun(app, next, { token })).statusCode, 204)
   t.ok(sink.lines.some((line) => line.msg === 'dedupe store failed to complete a run webhook' && /complete took longer/.test(line.err.message)))
   await client.ping()
-  t.equal(await admin.get(`${shared}${next.run_id}:success`), 'done')
+  t.equal(await admin.get(`${shared}{dedupe}:${next.run_id}:success`), 'done')
 })
 
 t.test('Redis stopped mid-test: 503 while it is down, listeners never run, deliveries succeed once it is back', async (t) => {

@@ -175,7 +175,7 @@ t.test('redis: an operation that takes too long fails after timeoutMs', async (t
 t.test('redis: an error Redis answers is passed on', async (t) => {
   const client = await connect(t)
   const prefix = `test:${randomUUID()}:`
-  await client.set(`${prefix}runs:due`, 'not a sorted set')
+  await client.set(`${prefix}{runs}:due`, 'not a sorted set')
   const tracker = createRedisRunTracker({ client, prefix, timeoutMs: 500 }, { leaseMs: LEASE_MS })
   await t.rejects(tracker.due(Date.now(), 10), { message: /WRONGTYPE/ })
 })

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { DedupeStoreError, DeliveryInFlightError } from '../errors.js'
 import type { Delivery } from '../delivery/step.js'
 import type { DedupeStore, ReserveResult } from './store.js'
+import { encodeKeyPart } from '../redis-keys.js'
 
 /** The right to run a delivery's listeners, to be completed or released once they settle. */
 export interface Reservation {
@@ -31,9 +32,12 @@ export interface GuardOptions {
 const OWNER_PREFIX = randomBytes(9).toString('base64url')
 let owners = 0
 
-/** The key of a delivery: one per run and status, so each terminal status is handled once. */
+/**
+ * The key of a delivery: one per run and status, so each terminal status is
+ * handled once; both are encoded, so no two runs and statuses share a key.
+ */
 export function runKey (run: { run_id: string, status: string }): string {
-  return `${run.run_id}:${run.status}`
+  return `${encodeKeyPart(run.run_id)}:${encodeKeyPart(run.status)}`
 }
 
 /** Without dedupe there is nothing to guard: every delivery runs the listeners. */

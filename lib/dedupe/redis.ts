@@ -5,7 +5,7 @@ import type { DedupeStore, ReserveResult } from './store.js'
 import { withTimeout } from '../timeout.js'
 
 export interface RedisDedupeStoreOptions {
-  /** Prepended to every key (`<prefix><run_id>:<status>`). Default `langgraph-webhooks:`. */
+  /** Prepended to every key (`<prefix>{dedupe}:<run_id>:<status>`, both encoded). Default `langgraph-webhooks:`. */
   prefix?: string
   /**
    * The longest a store operation may take before it fails (the delivery is
@@ -29,6 +29,8 @@ export const REDIS_CONNECTION = Symbol.for('fastify-langgraph-webhooks.redis')
 export const DEFAULT_REDIS_PREFIX = 'langgraph-webhooks:'
 export const DEFAULT_REDIS_TIMEOUT_MS = 1000
 
+// The namespace of dedupe keys beside the prefix, hash-tagged: one Redis Cluster slot for them all.
+const NAMESPACE = '{dedupe}:'
 const DONE = 'done'
 const LEASE = 'lease:'
 
@@ -84,6 +86,7 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
     throw new TypeError(`createRedisDedupeStore: timeoutMs must be a positive integer, got ${String(timeoutMs)}`)
   }
+  const keyPrefix = prefix + NAMESPACE
   // The owner of reservations made without one (callers of the store's own API).
   const anonymous = randomBytes(9).toString('base64url')
 
@@ -100,7 +103,7 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
       if (DISCONNECTED.has(client.status)) {
         throw new RedisDedupeStoreError(`Redis is unreachable (client ${client.status})`)
       }
-      const redisKey = prefix + key
+      const redisKey = keyPrefix + key
       const lease = LEASE + owner
       try {
         return await bounded(scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs), 'reserve')
@@ -113,11 +116,11 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
     },
 
     async complete (key: string, ttlMs: number): Promise<void> {
-      await bounded(client.set(prefix + key, DONE, 'PX', ttlMs), 'complete')
+      await bounded(client.set(keyPrefix + key, DONE, 'PX', ttlMs), 'complete')
     },
 
     async release (key: string, owner: string = anonymous): Promise<void> {
-      await bounded(scripts.langgraphWebhooksRelease(prefix + key, LEASE + owner), 'release')
+      await bounded(scripts.langgraphWebhooksRelease(keyPrefix + key, LEASE + owner), 'release')
     }
   }
   Object.defineProperty(store, REDIS_CONNECTION, { value: { client, prefix, timeoutMs } })

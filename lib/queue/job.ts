@@ -1,4 +1,5 @@
 import type { RunWebhook } from '../schemas.js'
+import { encodeKeyPart } from '../redis-keys.js'
 
 /** What a job holds: the run as listeners see it (token masked), never the token. */
 export interface RunJobData {
@@ -10,12 +11,12 @@ export interface RunJobData {
 
 /**
  * The job id of a run: one per run and status, so that a duplicate is a
- * no-op while the job is kept. BullMQ refuses ':' in custom ids (and ids
- * that look like integers), so ':' and '%' are percent-encoded; statuses
- * hold no '.', which keeps the id unambiguous.
+ * no-op while the job is kept. Both parts are encoded (no ':', which BullMQ
+ * refuses, nor '.'), so the id is unambiguous and, holding a '.', never
+ * looks like an integer (which BullMQ refuses too).
  */
 export function jobIdOf (runId: string, status: string): string {
-  return `${runId.replaceAll('%', '%25').replaceAll(':', '%3A')}.${status}`
+  return `${encodeKeyPart(runId)}.${encodeKeyPart(status)}`
 }
 
 /**

@@ -6,6 +6,7 @@ import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
 import type { WaitRelay } from './waiters.js'
 import { withTimeout } from '../timeout.js'
+import { encodeKeyPart } from '../redis-keys.js'
 
 /** The Redis connection the plugin shares with its dedupe store or queue. */
 export interface RedisConnection {
@@ -19,7 +20,7 @@ export interface RedisConnection {
 // Claims (KEYS[1] claim key): `w:<n>` n webhooks in flight, `r:<owner>` a
 // reconciliation in flight, `done:w` / `done:r` handled by either path.
 
-// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] ttl, ARGV[4] run id.
+// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] ttl, ARGV[4] encoded run id.
 const TRACK = `local c = redis.call('GET', KEYS[1])
 if c == 'done:w' or c == 'done:r' then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
@@ -53,7 +54,7 @@ end
 if c == 'r:' .. ARGV[2] then return redis.call('DEL', KEYS[1]) end
 return 0`
 
-// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] mark, ARGV[2] its ttl, ARGV[3] run id.
+// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] mark, ARGV[2] its ttl, ARGV[3] encoded run id.
 const HANDLED = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -61,6 +62,7 @@ return 1`
 
 // KEYS[1] due; ARGV[1] now, ARGV[2] limit, ARGV[3] lease end, ARGV[4] run key prefix.
 // Takes the due runs for the lease, and forgets those whose tracking expired.
+// The one key built in a script (from an encoded member), to be passed in KEYS for Redis Cluster later.
 const DUE = `local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
 for _, id in ipairs(ids) do
@@ -74,7 +76,7 @@ for _, id in ipairs(ids) do
 end
 return out`
 
-// KEYS[1] run, KEYS[2] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] run id.
+// KEYS[1] run, KEYS[2] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] encoded run id.
 const RESCHEDULE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -104,11 +106,12 @@ function bounded<T> (client: Redis, timeoutMs: number, what: string, operation: 
 
 /**
  * Tracked runs in Redis, shared by every instance and kept across restarts:
- * `<prefix>runs:run:<id>` (the run, expiring `MAX_TRACKED_MS` after it was
- * tracked), `<prefix>runs:due` (a sorted set of check times), and
- * `<prefix>runs:claim:<id>` (who is delivering it, or that it was handled).
- * Each operation is one Lua script, so that a webhook and a reconciliation
- * on two instances cannot both take a run.
+ * `<prefix>{runs}:run:<id>` (the run, expiring `MAX_TRACKED_MS` after it was
+ * tracked), `<prefix>{runs}:due` (a sorted set of check times, of encoded
+ * ids), and `<prefix>{runs}:claim:<id>` (who is delivering it, or that it
+ * was handled); `<id>` is the encoded run id, so no run id reaches another
+ * run's keys nor another feature's. Each operation is one Lua script, so
+ * that a webhook and a reconciliation on two instances cannot both take a run.
  */
 export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConnection, { leaseMs }: TrackerLimits): RunTracker {
   client.defineCommand('langgraphRunsTrack', { numberOfKeys: 3, lua: TRACK })
@@ -118,17 +121,17 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
   client.defineCommand('langgraphRunsDue', { numberOfKeys: 1, lua: DUE })
   client.defineCommand('langgraphRunsReschedule', { numberOfKeys: 2, lua: RESCHEDULE })
   const redis = client as unknown as TrackerCommands
-  const runPrefix = `${prefix}runs:run:`
-  const dueKey = `${prefix}runs:due`
-  const claimKey = (runId: string): string => `${prefix}runs:claim:${runId}`
-  const runKey = (runId: string): string => runPrefix + runId
+  const runPrefix = `${prefix}{runs}:run:`
+  const dueKey = `${prefix}{runs}:due`
+  const claimKey = (runId: string): string => `${prefix}{runs}:claim:${encodeKeyPart(runId)}`
+  const runKey = (runId: string): string => runPrefix + encodeKeyPart(runId)
   const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation)
 
   return {
     async track (tracked, dueAt) {
       const ttlMs = Math.max(1, tracked.createdAt + MAX_TRACKED_MS - Date.now())
       const json = JSON.stringify(tracked)
-      return await run('track', () => redis.langgraphRunsTrack(claimKey(tracked.runId), runKey(tracked.runId), dueKey, json, dueAt, ttlMs, tracked.runId)) === 1
+      return await run('track', () => redis.langgraphRunsTrack(claimKey(tracked.runId), runKey(tracked.runId), dueKey, json, dueAt, ttlMs, encodeKeyPart(tracked.runId))) === 1
     },
     claim (runId, path, owner) {
       return run('claim', () => redis.langgraphRunsClaim(claimKey(runId), runKey(runId), path, owner, leaseMs))
@@ -138,17 +141,17 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
     },
     async handled (runId, path) {
       const [mark, ttlMs] = path === 'webhook' ? ['done:w', HANDLED_MS] : ['done:r', RECONCILED_MS]
-      await run('handled', () => redis.langgraphRunsHandled(claimKey(runId), runKey(runId), dueKey, mark, ttlMs, runId))
+      await run('handled', () => redis.langgraphRunsHandled(claimKey(runId), runKey(runId), dueKey, mark, ttlMs, encodeKeyPart(runId)))
     },
     async due (now, limit) {
       const found = await run('due', () => redis.langgraphRunsDue(dueKey, now, limit, now + leaseMs, runPrefix))
       return found.map((json) => JSON.parse(json) as TrackedRun)
     },
     async reschedule (tracked, dueAt) {
-      await run('reschedule', () => redis.langgraphRunsReschedule(runKey(tracked.runId), dueKey, JSON.stringify(tracked), dueAt, tracked.runId))
+      await run('reschedule', () => redis.langgraphRunsReschedule(runKey(tracked.runId), dueKey, JSON.stringify(tracked), dueAt, encodeKeyPart(tracked.runId)))
     },
     async drop (runId) {
-      await run('drop', () => client.multi().del(runKey(runId)).zrem(dueKey, runId).exec())
+      await run('drop', () => client.multi().del(runKey(runId)).zrem(dueKey, encodeKeyPart(runId)).exec())
     }
   }
 }
