@@ -1,3 +1,4 @@
+import { describeError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 
 /** What a job holds: the run as listeners see it (token masked), never the token. */
@@ -29,9 +30,9 @@ export function describeFailure (error: AggregateError): Error {
 }
 
 function messageOf (error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
+  return describeError(error).message
 }
 
 function stackOf (error: unknown): string {
-  return error instanceof Error ? String(error.stack) : String(error)
+  return String(describeError(error).stack)
 }
