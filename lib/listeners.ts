@@ -106,10 +106,11 @@ export class RunListeners {
       let result: unknown
       try {
         result = listener(run, context)
+        // Inside the try: reading `then` of what a listener returned may throw too.
+        if (!isThenable(result)) return undefined
       } catch (error) {
         return Promise.reject(listenerFailure([error], run))
       }
-      if (!isThenable(result)) return undefined
       return Promise.resolve(result).then(noop, (error: unknown) => { throw listenerFailure([error], run) })
     }
     const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]

@@ -105,6 +105,29 @@ t.test('ack: handled, a listener throws synchronously: 500, logged', async (t) =
   }
 })
 
+t.test('ack: handled, a listener returns a value whose then cannot be read: 500, logged, and the run can be sent again', async (t) => {
+  const revoked = (): unknown => {
+    const { proxy, revoke } = Proxy.revocable({}, {})
+    revoke()
+    return proxy
+  }
+  for (const [name, make] of [['a revoked Proxy', revoked], ['an object whose then getter throws', () => ({ get then () { return throwing() } })]] as const) {
+    t.test(name, async (t) => {
+      const escaped = watchProcess(t)
+      const { app, lines } = await buildApp({ dedupe: true })
+      t.teardown(() => app.close())
+      let fail = true
+      app.langgraphWebhooks.onRun(() => fail ? make() : undefined)
+      const run = buildRunWebhook()
+      t.equal((await deliverRun(app, run, { token: TOKEN })).statusCode, 500)
+      t.equal((await logged(lines, 'run webhook listeners failed')).err.aggregateErrors[0].type, 'Error', 'logged as a listener failure')
+      fail = false
+      t.equal((await deliverRun(app, run, { token: TOKEN })).statusCode, 204, 'the failed run is released: its retry runs the listeners')
+      t.same(escaped, [], 'nothing escaped to the process')
+    })
+  }
+})
+
 t.test('ack: handled, a listener rejects after listenerTimeoutMs: 503, then logged', async (t) => {
   for (const hostile of HOSTILE) {
     t.test(hostile.name, async (t) => {
