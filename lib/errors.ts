@@ -108,3 +108,40 @@ export const QueueNotConfiguredError = createError(
   'FST_LANGGRAPH_WEBHOOKS_NO_QUEUE',
   'app.langgraphWebhooks.queue needs the queue option at registration, e.g. { queue: { connection: new Redis(process.env.REDIS_URL) } }'
 )
+
+const UNPRINTABLE = '[unprintable value]'
+
+/** One property of a thrown value; a throwing getter or a revoked Proxy reads as undefined. */
+function readString (value: unknown, key: string): string | undefined {
+  try {
+    const read = (value as Record<string, unknown>)[key]
+    return typeof read === 'string' ? read : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function printed (value: unknown): string {
+  try {
+    return String(value)
+  } catch {
+    return UNPRINTABLE
+  }
+}
+
+/**
+ * An Error describing whatever was thrown (a listener may throw anything:
+ * a revoked Proxy, an object whose getters or toString throw): name,
+ * message and stack as far as they can be read. It never throws, and
+ * loggers and BullMQ can read it safely.
+ */
+export function describeError (value: unknown): Error {
+  const object = (typeof value === 'object' && value !== null) || typeof value === 'function'
+  const name = (object ? readString(value, 'name') : undefined) ?? 'Error'
+  const message = (object ? readString(value, 'message') : undefined) ?? printed(value)
+  const described = new Error(message)
+  described.name = name
+  // Not this function's frames: they would point at the wrong place.
+  described.stack = (object ? readString(value, 'stack') : undefined) ?? `${name}: ${message}`
+  return described
+}

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { describeError } from './errors.js'
 import type { RunStatus, RunWebhook, RunWebhookField, RunWebhookOf, RunWebhookWith } from './schemas.js'
 
 /** What a listener receives besides the run. */
@@ -105,10 +106,11 @@ export class RunListeners {
       let result: unknown
       try {
         result = listener(run, context)
+        // Inside the try: reading `then` of what a listener returned may throw too.
+        if (!isThenable(result)) return undefined
       } catch (error) {
         return Promise.reject(listenerFailure([error], run))
       }
-      if (!isThenable(result)) return undefined
       return Promise.resolve(result).then(noop, (error: unknown) => { throw listenerFailure([error], run) })
     }
     const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]
@@ -139,7 +141,8 @@ function isThenable (value: unknown): value is PromiseLike<unknown> {
 
 function noop (): void {}
 
+/** The listeners' failures, each described so that logging or storing them cannot throw. */
 function listenerFailure (errors: unknown[], run: RunWebhook<unknown>): AggregateError {
   const noun = errors.length === 1 ? 'listener' : 'listeners'
-  return new AggregateError(errors, `${errors.length} ${noun} failed for run ${run.run_id} (${run.status})`)
+  return new AggregateError(errors.map(describeError), `${errors.length} ${noun} failed for run ${run.run_id} (${run.status})`)
 }

@@ -3,6 +3,8 @@ import type { FastifyRequest } from 'fastify'
 export const MASK = '[REDACTED]'
 
 function isTokenKey (key: string): boolean {
+  // A key decodes to at most as many characters: "token" needs five.
+  if (key.length < 5) return false
   // A key without escapes is its own decoding: skip the decoder.
   if (!key.includes('%') && !key.includes('+')) return key.length === 5 && key.toLowerCase() === 'token'
   let decoded = key
@@ -13,31 +15,50 @@ function isTokenKey (key: string): boolean {
 }
 
 /**
+ * Where a query starts for Fastify's router (find-my-way): after the first
+ * '?' or '#', or ';' with its useSemicolonDelimiter option. ';' is taken
+ * whatever the option: masking more than the router reads is harmless.
+ */
+const QUERY_START = /[?#;]/
+
+/**
  * Masks the value of every `token` query parameter in a URL, whatever its
  * value (a wrong or stale token is no less secret than the right one) and
  * however its key is percent-encoded (Fastify decodes `%74oken` to `token`).
+ * The query is what the router reads: from the first '?', '#' or ';' to the
+ * end, parameters split on '&' only (a '#' inside a value is part of it).
  */
 export function maskTokenInUrl (url: string): string {
-  const query = url.indexOf('?')
+  const query = url.search(QUERY_START)
   if (query === -1) return url
-  const fragment = url.indexOf('#', query)
-  const end = fragment === -1 ? url.length : fragment
-  // One pass over the parameters, copying only when one is masked.
-  let masked = ''
-  let copied = 0
-  for (let start = query + 1; start <= end;) {
-    let next = url.indexOf('&', start)
-    if (next === -1 || next > end) next = end
-    let keyEnd = url.indexOf('=', start)
-    if (keyEnd === -1 || keyEnd > next) keyEnd = next
-    // A key decodes to at most as many characters: "token" needs five.
-    if (keyEnd - start >= 5 && isTokenKey(url.slice(start, keyEnd))) {
-      masked += `${url.slice(copied, keyEnd)}=${MASK}`
-      copied = next
-    }
-    start = next + 1
+  const params = url.slice(query + 1).split('&')
+  let masked = false
+  for (let i = 0; i < params.length; i++) {
+    const param = maskParam(params[i])
+    if (param === undefined) continue
+    params[i] = param
+    masked = true
   }
-  return copied === 0 ? url : masked + url.slice(copied)
+  return masked ? url.slice(0, query + 1) + params.join('&') : url
+}
+
+/**
+ * The parameter masked from its token key to its end, or undefined when it
+ * holds none. A key is looked for at its start and after every '?', '#' or
+ * ';' in it: where the query starts when the router reads the URL otherwise
+ * (`/p;a=1?token=T` without useSemicolonDelimiter).
+ */
+function maskParam (param: string): string | undefined {
+  let at = 0
+  do {
+    const rest = param.slice(at)
+    const equals = rest.indexOf('=')
+    const key = equals === -1 ? rest : rest.slice(0, equals)
+    if (isTokenKey(key)) return `${param.slice(0, at)}${key}=${MASK}`
+    const next = rest.search(QUERY_START)
+    at = next === -1 ? -1 : at + next + 1
+  } while (at !== -1)
+  return undefined
 }
 
 /** Masks the token that LangGraph echoes in `kwargs.webhook`, in place. */

@@ -123,14 +123,19 @@ export function registerRoute (
       // Documented as the POST operation's 405, not as operations of its own.
       config: { swaggerTransform: hiddenFromSwagger },
       logSerializers: { req: serializeRequest },
-      handler (request, reply) {
-        reply.header('allow', 'POST')
-        throw new MethodNotAllowedError()
-      }
+      // Before the body is read: the method decides, whatever the body and
+      // its content type. Fastify wants a handler too; it is never reached.
+      onRequest: refuseMethod,
+      handler: refuseMethod
     })
   }, options.context)
 
   return registered
+}
+
+async function refuseMethod (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  reply.header('allow', 'POST')
+  throw new MethodNotAllowedError()
 }
 
 function handleError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

@@ -14,7 +14,10 @@ test('maskTokenInUrl masks every token parameter, whatever its value or encoding
     ['/hook?token', '/hook?token=[REDACTED]'],
     ['/hook?%zz=1&token=abc', '/hook?%zz=1&token=[REDACTED]'],
     ['/hook?mytoken=abc&token_type=x', '/hook?mytoken=abc&token_type=x'],
-    ['https://h.example/hook?token=abc#part', 'https://h.example/hook?token=[REDACTED]#part']
+    ['https://h.example/hook?token=abc#part', 'https://h.example/hook?token=[REDACTED]'],
+    ['/hook#token=abc', '/hook#token=[REDACTED]'],
+    ['/hook;token=abc', '/hook;token=[REDACTED]'],
+    ['/hook;a=1?token=abc&b=2', '/hook;a=1?token=[REDACTED]&b=2']
   ]
   for (const [url, masked] of cases) t.equal(maskTokenInUrl(url), masked, url)
 })

@@ -1,3 +1,4 @@
+import { describeError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 import { encodeKeyPart } from '../redis-keys.js'
 
@@ -30,9 +31,9 @@ export function describeFailure (error: AggregateError): Error {
 }
 
 function messageOf (error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
+  return describeError(error).message
 }
 
 function stackOf (error: unknown): string {
-  return error instanceof Error ? String(error.stack) : String(error)
+  return String(describeError(error).stack)
 }
