@@ -132,7 +132,7 @@ t.test('remembered deliveries are bounded in bytes: large values are remembered 
   t.equal(await waiters.wait(runs[1].run_id, { timeoutMs: 1000 }), runs[1])
 })
 
-t.test('a webhook is remembered by its Content-Length: a body over the budget still resolves a waiter, but not a late caller', async (t) => {
+t.test("a webhook is remembered by its body's length: a body over the budget still resolves a waiter, but not a late caller", async (t) => {
   const { app } = await buildApp()
   t.teardown(() => app.close())
   const large = buildRunWebhook({ values: { messages: ['x'.repeat(2 * 1024 * 1024)] } })

@@ -30,9 +30,11 @@ interface Waiter {
   onAbort: (() => void) | undefined
 }
 
-/** Tells the other instances about a delivery received here (Redis pub/sub). */
+/** Tells the other instances about a delivery received here (Redis pub/sub), and finds theirs. */
 export interface WaitRelay {
   publish (run: RunWebhook<unknown>): void
+  /** Looks for a recent delivery of the run made elsewhere; one found is `heard`. */
+  lookup (runId: string): void
   close (): Promise<void>
 }
 
@@ -97,6 +99,18 @@ export class RunWaiters {
     if (remembered !== undefined) return Promise.resolve(remembered)
     if (this.#closed) return Promise.reject(new ShuttingDownError())
 
+    const waiting = this.#waitFor(runId, timeoutMs, signal)
+    // Registered first: a delivery that arrives during the lookup resolves it too.
+    this.#relay?.lookup(runId)
+    return waiting
+  }
+
+  /** Someone here waits for the run. */
+  waitingFor (runId: string): boolean {
+    return this.#waiting.has(runId)
+  }
+
+  #waitFor (runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<RunWebhook<unknown>> {
     return new Promise((resolve, reject) => {
       let waiters = this.#waiting.get(runId)
       if (waiters === undefined) this.#waiting.set(runId, waiters = new Set())
@@ -130,9 +144,13 @@ export class RunWaiters {
 
   /** A delivery of the run was received by this instance; `bytes` is its body's size when known. */
   arrived (run: RunWebhook<unknown>, bytes?: number): void {
-    if (typeof run.run_id !== 'string') return
     this.heard(run, bytes)
-    this.#relay?.publish(run)
+    this.publish(run)
+  }
+
+  /** Tells the other instances about a delivery accepted here. */
+  publish (run: RunWebhook<unknown>): void {
+    if (typeof run.run_id === 'string') this.#relay?.publish(run)
   }
 
   /** A delivery of the run was received, here or by another instance. */
@@ -145,7 +163,7 @@ export class RunWaiters {
       this.#waiting.delete(runId)
       for (const waiter of waiters) waiter.resolve(run)
     }
-    this.#remember(runId, run, bytes ?? JSON.stringify(run).length)
+    this.#remember(runId, run, bytes ?? sizeOf(run))
   }
 
   #remember (runId: string, run: RunWebhook<unknown>, bytes: number): void {
@@ -200,5 +218,14 @@ export class RunWaiters {
     this.#sweep = undefined
     while (this.#count > 0) this.#forgetOldest()
     await this.#relay?.close()
+  }
+}
+
+/** The serialized size of a run; one too deep to serialize is too large to remember. */
+function sizeOf (run: RunWebhook<unknown>): number {
+  try {
+    return JSON.stringify(run).length
+  } catch {
+    return Number.POSITIVE_INFINITY
   }
 }
