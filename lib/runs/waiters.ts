@@ -1,4 +1,4 @@
-import { ShuttingDownError, WaitTimeoutError } from '../errors.js'
+import { ShuttingDownError, TooManyWaitersError, WaitTimeoutError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 
 export interface WaitForRunOptions {
@@ -19,6 +19,8 @@ export const REMEMBER_MS = 60 * 1000
 export const MAX_REMEMBERED = 100
 /** The most body bytes remembered at once: large `values` are remembered only while they fit. */
 export const MAX_REMEMBERED_BYTES = 256 * 1024
+/** The most callers waiting at once: each holds a timer and a promise until its timeout. */
+export const MAX_WAITING = 10_000
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
@@ -46,6 +48,7 @@ export interface WaitRelay {
  */
 export class RunWaiters {
   readonly #waiting = new Map<string, Set<Waiter>>()
+  #waiters = 0
   /**
    * The remembered deliveries, oldest first, in a ring of parallel arrays:
    * remembering one costs no hashing and no allocation, on every delivery;
@@ -64,8 +67,10 @@ export class RunWaiters {
   readonly #rememberMs: number
   readonly #maxRemembered: number
   readonly #maxRememberedBytes: number
+  readonly #maxWaiting: number
 
-  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES } = {}) {
+  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES, maxWaiting = MAX_WAITING } = {}) {
+    this.#maxWaiting = maxWaiting
     this.#rememberMs = rememberMs
     this.#maxRemembered = maxRemembered
     this.#maxRememberedBytes = maxRememberedBytes
@@ -98,6 +103,7 @@ export class RunWaiters {
     const remembered = this.#recall(runId)
     if (remembered !== undefined) return Promise.resolve(remembered)
     if (this.#closed) return Promise.reject(new ShuttingDownError())
+    if (this.#waiters >= this.#maxWaiting) return Promise.reject(new TooManyWaitersError(this.#maxWaiting))
 
     const waiting = this.#waitFor(runId, timeoutMs, signal)
     // Registered first: a delivery that arrives during the lookup resolves it too.
@@ -111,12 +117,14 @@ export class RunWaiters {
   }
 
   #waitFor (runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<RunWebhook<unknown>> {
+    this.#waiters++
     return new Promise((resolve, reject) => {
       let waiters = this.#waiting.get(runId)
       if (waiters === undefined) this.#waiting.set(runId, waiters = new Set())
       const set = waiters
       const settle = (): void => {
         clearTimeout(waiter.timer)
+        this.#waiters--
         if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort)
         set.delete(waiter)
         if (set.size === 0 && this.#waiting.get(runId) === set) this.#waiting.delete(runId)
