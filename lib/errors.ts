@@ -108,6 +108,10 @@ export const QueueNotConfiguredError = createError(
   'FST_LANGGRAPH_WEBHOOKS_NO_QUEUE',
   'app.langgraphWebhooks.queue needs the queue option at registration, e.g. { queue: { connection: new Redis(process.env.REDIS_URL) } }'
 )
+export const TooManyWaitersError = createError<[number]>(
+  'FST_LANGGRAPH_WEBHOOKS_TOO_MANY_WAITERS',
+  'waitForRun: %d callers are waiting already; wait for fewer runs at once'
+)
 
 const UNPRINTABLE = '[unprintable value]'
 

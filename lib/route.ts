@@ -24,6 +24,14 @@ const IDENTITY = /^\s*(?:identity)?\s*$/i
 // would log the URL, token included.
 const OTHER_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
 
+// The raw body's length, kept where the parser sees it: measuring the parsed run would mean serializing it.
+const bodyLengths = new WeakMap<FastifyRequest, number>()
+
+/** The length of the body the route parsed for the request. */
+export function bodyLengthOf (request: FastifyRequest): number | undefined {
+  return bodyLengths.get(request)
+}
+
 /** The registered route. */
 export interface WebhookRoute {
   /** The full path the sender calls: any surrounding prefix, then `prefix`, then `path`. */
@@ -58,7 +66,11 @@ export function registerRoute (
     // both types go through Fastify's own JSON parser, which refuses
     // prototype poisoning.
     route.removeAllContentTypeParsers()
-    route.addContentTypeParser(CONTENT_TYPES, { parseAs: 'string' }, route.getDefaultJsonParser('error', 'error'))
+    const parse = route.getDefaultJsonParser('error', 'error')
+    route.addContentTypeParser(CONTENT_TYPES, { parseAs: 'string' }, (request, body, done) => {
+      bodyLengths.set(request, body.length)
+      parse(request, body as string, done)
+    })
     route.setErrorHandler(handleError)
     // The path as Fastify registered it, prefixes included.
     route.addHook('onRoute', (definition) => {

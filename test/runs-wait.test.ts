@@ -132,7 +132,7 @@ t.test('remembered deliveries are bounded in bytes: large values are remembered 
   t.equal(await waiters.wait(runs[1].run_id, { timeoutMs: 1000 }), runs[1])
 })
 
-t.test('a webhook is remembered by its Content-Length: a body over the budget still resolves a waiter, but not a late caller', async (t) => {
+t.test("a webhook is remembered by its body's length: a body over the budget still resolves a waiter, but not a late caller", async (t) => {
   const { app } = await buildApp()
   t.teardown(() => app.close())
   const large = buildRunWebhook({ values: { messages: ['x'.repeat(2 * 1024 * 1024)] } })
@@ -185,4 +185,21 @@ t.test('a body stripped of its run_id (allowedFields) resolves nothing, and is n
   t.teardown(() => waiters.close())
   waiters.heard({ status: 'success' } as never)
   await t.rejects(waiters.wait('undefined', { timeoutMs: 10 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' })
+})
+
+t.test('at most 10 000 callers wait at once: one more is refused with a clear error, and room is made as waits settle', async (t) => {
+  const { app } = await buildApp({}, { logger: false })
+  t.teardown(() => app.close())
+  const controller = new AbortController()
+  setMaxListeners(20_000, controller.signal)
+  const waiting = Array.from({ length: 10_000 }, (_, i) => app.langgraphWebhooks.waitForRun(`run-${i}`, { signal: controller.signal }))
+  await t.rejects(app.langgraphWebhooks.waitForRun('one-more', { timeoutMs: 100 }), { code: 'FST_LANGGRAPH_WEBHOOKS_TOO_MANY_WAITERS', message: /10000 callers are waiting already/ })
+  const body = buildRunWebhook({ run_id: 'run-0' })
+  await t.rejects(app.langgraphWebhooks.waitForRun('run-0', { timeoutMs: 100 }), { code: 'FST_LANGGRAPH_WEBHOOKS_TOO_MANY_WAITERS' }, 'a second waiter of the same run counts too')
+  t.equal((await deliverRun(app, body, { token: TOKEN })).statusCode, 204)
+  t.equal((await waiting[0]).run_id, 'run-0')
+  const next = app.langgraphWebhooks.waitForRun('another', { timeoutMs: 10 })
+  await t.rejects(next, { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'a settled wait made room for one more')
+  controller.abort(new Error('done'))
+  await Promise.allSettled(waiting)
 })

@@ -6,7 +6,7 @@ import type { RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Telemetry } from '../telemetry.js'
 import { QueueConnection } from './connection.js'
-import { jobIdOf, type RunJobData } from './job.js'
+import { jobIdOf, runOf, type RunJobData } from './job.js'
 import { loadBullmq, loadIoredis, type Bullmq } from './load.js'
 import type { ResolvedQueue } from './options.js'
 import type { RunQueue } from './types.js'
@@ -19,8 +19,12 @@ export interface StartedQueue {
   admin: RunQueue
   /** A new client to the queue's Redis (e.g. for pub/sub); connects on first use and is closed with the queue. */
   duplicateConnection(): Redis
-  /** The queue's client, with a key prefix of this queue's own, for what the plugin keeps beside the jobs (tracked runs, waiters' relay). */
-  readonly redis: { client: Redis, prefix: string, timeoutMs: number }
+  /**
+   * The queue's client, with a key prefix of this queue's own, for what the
+   * plugin keeps beside the jobs (tracked runs, waiters' relay); `storedRun`
+   * reads the run of a job, for waiters on other instances.
+   */
+  readonly redis: { client: Redis, prefix: string, timeoutMs: number, storedRun(jobId: string): Promise<RunWebhook<unknown> | undefined> }
   /** Starts this process's worker, if any (once listeners had their chance to subscribe). */
   start(): void
   /** Stops taking jobs, lets running listeners finish (up to lockMs), closes the connections made here. */
@@ -77,7 +81,7 @@ export async function startQueue (
     async failed ({ offset = 0, limit = 100 } = {}) {
       const jobs = await queue.getFailed(offset, offset + limit - 1)
       return jobs.map((job) => ({
-        run: job.data.run as RunWebhook,
+        run: runOf(job.data) as RunWebhook,
         attempts: job.attemptsMade,
         error: job.failedReason,
         failedAt: new Date(job.finishedOn!)
@@ -100,7 +104,15 @@ export async function startQueue (
     deliver: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
     admin,
     duplicateConnection: () => connection.duplicate(),
-    redis: { client: connection.client, prefix: `langgraph-webhooks:${options.name}:`, timeoutMs: options.addTimeoutMs },
+    redis: {
+      client: connection.client,
+      prefix: `langgraph-webhooks:${options.name}:`,
+      timeoutMs: options.addTimeoutMs,
+      async storedRun (jobId) {
+        const job = await queue.getJob(jobId)
+        return job === undefined ? undefined : runOf(job.data)
+      }
+    },
     start () {
       worker?.start()
     },

@@ -2,7 +2,7 @@ import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { DeliveryStep } from '../delivery/step.js'
 import { QueueUnavailableError } from '../errors.js'
-import { jobIdOf, type RunJobData } from './job.js'
+import { jobIdOf, serializedJobData, type RunJobData } from './job.js'
 import { withTimeout } from '../timeout.js'
 
 /** Statuses in which ioredis would only queue a command: refuse at once instead. */
@@ -38,7 +38,12 @@ export function createQueueStep (
     // The delivery's trace context, so that the worker's span links to it.
     const trace = carrier()
     const data: RunJobData = trace === undefined ? { run, reconciled: delivery.reconciled } : { run, reconciled: delivery.reconciled, trace }
-    const added = queue.add(run.status, data, { jobId })
+    // BullMQ serializes job data with JSON.stringify, before it sends anything:
+    // a run nested too deep for it is stored serialized by the plugin instead.
+    const added = queue.add(run.status, data, { jobId }).catch((error: unknown) => {
+      if (!(error instanceof RangeError)) throw error
+      return queue.add(run.status, serializedJobData(data), { jobId })
+    })
     let found: number
     try {
       [found] = await withTimeout(Promise.all([existed, added]), timeoutMs, () => new AddTimeoutError(`Redis did not store the job within ${timeoutMs} ms (is it reachable?)`))

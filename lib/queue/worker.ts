@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { RunContext, RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
-import { describeFailure, type RunJobData } from './job.js'
+import { describeFailure, runOf, type RunJobData } from './job.js'
 import type { Bullmq } from './load.js'
 
 /** Handles one job; telemetry wraps it (`job.data.trace` carries the delivery's context). */
@@ -19,7 +19,7 @@ class JobContext implements RunContext {
   #log: FastifyBaseLogger | undefined
 
   constructor (job: Job<RunJobData>, parent: FastifyBaseLogger) {
-    this.#run = job.data.run
+    this.#run = runOf(job.data)
     this.reconciled = job.data.reconciled
     this.attempt = Math.max(1, job.attemptsStarted)
     this.#parent = parent
@@ -37,7 +37,7 @@ export function processRunJobs (listeners: Pick<RunListeners, 'receive'>, log: F
   return async function processRun (job) {
     const context = new JobContext(job, log)
     try {
-      await listeners.receive(job.data.run, context)
+      await listeners.receive(runOf(job.data), context)
     } catch (error) {
       // A job added without `attempts` (by another producer) has one attempt.
       const last = !(job.attemptsMade + 1 < (job.opts.attempts as number))

@@ -8,7 +8,7 @@ import type { RunWebhook } from '../schemas.js'
 import type { RunValidator } from '../validation.js'
 import { trackRuns } from './middleware.js'
 import { Reconciler } from './reconcile.js'
-import { createRedisRelay, createRedisRunTracker, type RedisConnection } from './redis.js'
+import { createRedisRelay, createRedisRunTracker, type RedisConnection, type RelayConnection } from './redis.js'
 import type { LanggraphRun, LanggraphStreamChunk, RunPayload } from './sdk.js'
 import { createMemoryRunTracker, type RunTracker } from './tracker.js'
 import { RunWaiters, type WaitForRunOptions } from './waiters.js'
@@ -37,7 +37,7 @@ export interface Runs {
 }
 
 /** The connection of the queue, or of a Redis dedupe store (the two do not combine). */
-function redisOf (options: ResolvedOptions, queue: RedisConnection | undefined): RedisConnection | undefined {
+function redisOf (options: ResolvedOptions, queue: RelayConnection | undefined): RelayConnection | undefined {
   return queue ?? (options.dedupe?.store as { [REDIS_CONNECTION]?: RedisConnection } | undefined)?.[REDIS_CONNECTION]
 }
 
@@ -45,9 +45,9 @@ function redisOf (options: ResolvedOptions, queue: RedisConnection | undefined):
 // `queue` is the queue's RedisConnection, typed loosely so that the
 // declarations need no ioredis.
 export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, queue?: object): Promise<Runs> {
-  const redis = redisOf(options, queue as RedisConnection | undefined)
+  const redis = redisOf(options, queue as RelayConnection | undefined)
   const waiters = new RunWaiters()
-  if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, (run, bytes) => waiters.heard(run, bytes), log))
+  if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, waiters, log))
 
   const langgraph = options.langgraph
   // A check or delivery holds a run for as long as its listeners may take, and some.
@@ -105,7 +105,7 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
   }
 
   return {
-    track: trackRuns(waiters, tracker),
+    track: trackRuns(waiters, tracker, queue !== undefined),
     start (deliver, validate) {
       if (tracker === undefined) return
       const { client, reconcileEveryMs, reconcileAfterMs } = langgraph!

@@ -5,6 +5,7 @@ import { redactRun } from '../redact.js'
 import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
 import type { WaitRelay } from './waiters.js'
+import { jobIdOf } from '../queue/job.js'
 import { withTimeout } from '../timeout.js'
 import { encodeKeyPart } from '../redis-keys.js'
 
@@ -156,20 +157,43 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
   }
 }
 
+/** How long a delivery stays findable by a late caller on another instance (waitForRun's memory). */
+const RELAYED_MS = 60_000
+
+/** The relay's connection: with the queue, `storedRun` reads a run from its job. */
+export interface RelayConnection extends RedisConnection {
+  storedRun?: (jobId: string) => Promise<RunWebhook<unknown> | undefined>
+}
+
+/** What the relay asks of the waiters here. */
+export interface RelayWaiters {
+  waitingFor (runId: string): boolean
+  /** `bytes` is the run's serialized size, when known. */
+  heard (run: RunWebhook<unknown>, bytes?: number): void
+}
+
 /**
- * Deliveries received by one instance resolve the waiters of all: each
- * delivery is published on `<prefix>runs:delivered`, and every instance
- * listens on a connection of its own (a subscribed connection can do
- * nothing else). The published run has its token masked whatever
- * `redactToken` says: it leaves the process.
+ * Deliveries received by one instance resolve the waiters of all. An
+ * accepted delivery leaves its run where other instances can read it for a
+ * minute — with the queue, in its job, named under
+ * `<prefix>{relay}:run:<id>`; without, under that key itself, token masked
+ * whatever `redactToken` says (it leaves the process) — and its run id is
+ * published on `<prefix>{relay}:delivered`. An instance where someone waits
+ * for that run reads it; a late caller looks the key up. Bodies travel on a
+ * connection of the relay's own, so that they cannot delay a delivery's own
+ * Redis calls; messages arrive on another (a subscribed connection can do
+ * nothing else).
  */
 export async function createRedisRelay (
-  { client, prefix, timeoutMs }: RedisConnection,
-  heard: (run: RunWebhook<unknown>, bytes: number) => void,
+  { client, prefix, timeoutMs, storedRun }: RelayConnection,
+  waiters: RelayWaiters,
   log: FastifyBaseLogger
 ): Promise<WaitRelay> {
-  const channel = `${prefix}runs:delivered`
+  const channel = `${prefix}{relay}:delivered`
+  const runKey = (runId: string): string => `${prefix}{relay}:run:${encodeKeyPart(runId)}`
   const self = randomBytes(9).toString('base64url')
+  const publisher = client.duplicate()
+  publisher.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to other instances failed; it reconnects') })
   // Resubscribed here after a reconnect rather than by ioredis, whose own
   // resubscription rejects unhandled when the client is closed under it.
   const subscriber = client.duplicate({ autoResubscribe: false })
@@ -182,17 +206,37 @@ export async function createRedisRelay (
     if (connections++ > 0) subscriber.subscribe(channel).catch(notSubscribed)
   })
   subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
+
+  /** Reads a run delivered elsewhere and hands it to the waiters; `stored` is its key's value when known. */
+  async function fetch (runId: string, stored?: string): Promise<void> {
+    try {
+      stored ??= await bounded(publisher, timeoutMs, 'relay lookup', () => publisher.get(runKey(runId))) ?? undefined
+      if (stored === undefined) return
+      if (storedRun === undefined) {
+        waiters.heard(JSON.parse(stored), stored.length)
+        return
+      }
+      const run = await bounded(publisher, timeoutMs, 'relay job lookup', () => storedRun(stored!))
+      // Not remembered here: its job keeps it.
+      if (run !== undefined) waiters.heard(run, Number.POSITIVE_INFINITY)
+    } catch (error) {
+      log.warn({ err: error, run_id: runId }, 'fastify-langgraph-webhooks: could not read a run delivered to another instance')
+    }
+  }
+
   // JSON.stringify keeps key order: this instance's own messages start so, and are skipped unparsed.
   const own = `{"from":${JSON.stringify(self)},`
   subscriber.on('message', (_channel: string, message: string) => {
     if (message.startsWith(own)) return
-    let parsed: { from?: unknown, run?: RunWebhook<unknown> }
+    let parsed: { run_id?: unknown, job?: unknown }
     try {
       parsed = JSON.parse(message)
     } catch {
       return
     }
-    if (typeof parsed.run?.run_id === 'string') heard(parsed.run, message.length)
+    const runId = parsed?.run_id
+    if (typeof runId !== 'string' || !waiters.waitingFor(runId)) return
+    fetch(runId, typeof parsed.job === 'string' ? parsed.job : undefined)
   })
   try {
     await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel))
@@ -201,23 +245,43 @@ export async function createRedisRelay (
     notSubscribed(error)
   }
 
+  /** What the run's key holds: the job's id with the queue, else the masked run; undefined when it cannot be serialized. */
+  function storedValue (run: RunWebhook<unknown>): string | undefined {
+    if (storedRun !== undefined) return jobIdOf(run.run_id, run.status)
+    const masked = { ...run, kwargs: { ...run.kwargs } }
+    redactRun(masked)
+    try {
+      return JSON.stringify(masked)
+    } catch (error) {
+      log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: a run too deeply nested to serialize is not relayed to other instances; it is delivered here')
+      return undefined
+    }
+  }
+
   return {
     publish (run) {
       // Queued while disconnected, it would resolve waiters long after; they time out instead.
-      if (DISCONNECTED.has(client.status)) return
-      const masked = { ...run, kwargs: { ...run.kwargs } }
-      redactRun(masked)
-      client.publish(channel, JSON.stringify({ from: self, run: masked })).catch((error: unknown) => {
+      if (DISCONNECTED.has(publisher.status)) return
+      const value = storedValue(run)
+      if (value === undefined) return
+      const message = JSON.stringify(storedRun === undefined ? { from: self, run_id: run.run_id } : { from: self, run_id: run.run_id, job: value })
+      // One connection: the key is set before the message goes out.
+      Promise.all([publisher.set(runKey(run.run_id), value, 'PX', RELAYED_MS), publisher.publish(channel, message)]).catch((error: unknown) => {
         log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: could not tell other instances about a delivery')
       })
     },
+    lookup (runId) {
+      fetch(runId)
+    },
     async close () {
-      // QUIT lets a subscription in flight be answered.
-      if (subscriber.status === 'ready') {
-        await subscriber.quit().catch(() => subscriber.disconnect())
-      } else {
-        subscriber.disconnect()
-      }
+      await Promise.all([subscriber, publisher].map(async (connection) => {
+        // QUIT lets a command in flight be answered.
+        if (connection.status === 'ready') {
+          await connection.quit().catch(() => connection.disconnect())
+        } else {
+          connection.disconnect()
+        }
+      }))
     }
   }
 }

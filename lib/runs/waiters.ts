@@ -1,4 +1,4 @@
-import { ShuttingDownError, WaitTimeoutError } from '../errors.js'
+import { ShuttingDownError, TooManyWaitersError, WaitTimeoutError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 
 export interface WaitForRunOptions {
@@ -19,6 +19,8 @@ export const REMEMBER_MS = 60 * 1000
 export const MAX_REMEMBERED = 100
 /** The most body bytes remembered at once: large `values` are remembered only while they fit. */
 export const MAX_REMEMBERED_BYTES = 256 * 1024
+/** The most callers waiting at once: each holds a timer and a promise until its timeout. */
+export const MAX_WAITING = 10_000
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
@@ -30,9 +32,11 @@ interface Waiter {
   onAbort: (() => void) | undefined
 }
 
-/** Tells the other instances about a delivery received here (Redis pub/sub). */
+/** Tells the other instances about a delivery received here (Redis pub/sub), and finds theirs. */
 export interface WaitRelay {
   publish (run: RunWebhook<unknown>): void
+  /** Looks for a recent delivery of the run made elsewhere; one found is `heard`. */
+  lookup (runId: string): void
   close (): Promise<void>
 }
 
@@ -44,6 +48,7 @@ export interface WaitRelay {
  */
 export class RunWaiters {
   readonly #waiting = new Map<string, Set<Waiter>>()
+  #waiters = 0
   /**
    * The remembered deliveries, oldest first, in a ring of parallel arrays:
    * remembering one costs no hashing and no allocation, on every delivery;
@@ -62,8 +67,10 @@ export class RunWaiters {
   readonly #rememberMs: number
   readonly #maxRemembered: number
   readonly #maxRememberedBytes: number
+  readonly #maxWaiting: number
 
-  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES } = {}) {
+  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES, maxWaiting = MAX_WAITING } = {}) {
+    this.#maxWaiting = maxWaiting
     this.#rememberMs = rememberMs
     this.#maxRemembered = maxRemembered
     this.#maxRememberedBytes = maxRememberedBytes
@@ -96,13 +103,28 @@ export class RunWaiters {
     const remembered = this.#recall(runId)
     if (remembered !== undefined) return Promise.resolve(remembered)
     if (this.#closed) return Promise.reject(new ShuttingDownError())
+    if (this.#waiters >= this.#maxWaiting) return Promise.reject(new TooManyWaitersError(this.#maxWaiting))
 
+    const waiting = this.#waitFor(runId, timeoutMs, signal)
+    // Registered first: a delivery that arrives during the lookup resolves it too.
+    this.#relay?.lookup(runId)
+    return waiting
+  }
+
+  /** Someone here waits for the run. */
+  waitingFor (runId: string): boolean {
+    return this.#waiting.has(runId)
+  }
+
+  #waitFor (runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<RunWebhook<unknown>> {
+    this.#waiters++
     return new Promise((resolve, reject) => {
       let waiters = this.#waiting.get(runId)
       if (waiters === undefined) this.#waiting.set(runId, waiters = new Set())
       const set = waiters
       const settle = (): void => {
         clearTimeout(waiter.timer)
+        this.#waiters--
         if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort)
         set.delete(waiter)
         if (set.size === 0 && this.#waiting.get(runId) === set) this.#waiting.delete(runId)
@@ -130,9 +152,13 @@ export class RunWaiters {
 
   /** A delivery of the run was received by this instance; `bytes` is its body's size when known. */
   arrived (run: RunWebhook<unknown>, bytes?: number): void {
-    if (typeof run.run_id !== 'string') return
     this.heard(run, bytes)
-    this.#relay?.publish(run)
+    this.publish(run)
+  }
+
+  /** Tells the other instances about a delivery accepted here. */
+  publish (run: RunWebhook<unknown>): void {
+    if (typeof run.run_id === 'string') this.#relay?.publish(run)
   }
 
   /** A delivery of the run was received, here or by another instance. */
@@ -145,7 +171,7 @@ export class RunWaiters {
       this.#waiting.delete(runId)
       for (const waiter of waiters) waiter.resolve(run)
     }
-    this.#remember(runId, run, bytes ?? JSON.stringify(run).length)
+    this.#remember(runId, run, bytes ?? sizeOf(run))
   }
 
   #remember (runId: string, run: RunWebhook<unknown>, bytes: number): void {
@@ -200,5 +226,14 @@ export class RunWaiters {
     this.#sweep = undefined
     while (this.#count > 0) this.#forgetOldest()
     await this.#relay?.close()
+  }
+}
+
+/** The serialized size of a run; one too deep to serialize is too large to remember. */
+function sizeOf (run: RunWebhook<unknown>): number {
+  try {
+    return JSON.stringify(run).length
+  } catch {
+    return Number.POSITIVE_INFINITY
   }
 }

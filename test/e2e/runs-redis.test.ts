@@ -75,8 +75,8 @@ t.test('the relay masks the token even when redactToken is off; an instance igno
   const body = buildRunWebhook({ kwargs: { webhook: `${a.url}?token=${token}` } })
   const publisher = new Redis(redis.port, '127.0.0.1')
   t.teardown(() => publisher.disconnect())
-  await publisher.publish(`${prefix}runs:delivered`, 'not json')
-  await publisher.publish(`${prefix}runs:delivered`, JSON.stringify({ from: 'x', run: { status: 'success' } }))
+  await publisher.publish(`${prefix}{relay}:delivered`, 'not json')
+  await publisher.publish(`${prefix}{relay}:delivered`, JSON.stringify({ from: 'x', run_id: body.run_id }))
   const waiting = b.app.langgraphWebhooks.waitForRun(body.run_id)
   let local: RunWebhook | undefined
   a.app.langgraphWebhooks.onRun((run) => { local = run })
