@@ -1,24 +1,5 @@
-import { describeValue, fail, optionObject } from './options.js'
+import type { ResolvedOpenApi } from './options.js'
 import type { TokenSource } from './token.js'
-
-/** How the route appears in an OpenAPI document made by `@fastify/swagger`. */
-export interface OpenApiOptions {
-  /** Default `Receive a LangGraph run webhook`. */
-  summary?: string
-  /** Default: a paragraph on what the route does and how it authenticates. */
-  description?: string
-  /** Default `['langgraph']`. */
-  tags?: readonly string[]
-  /** Keep the route out of the document. Default false. */
-  hide?: boolean
-}
-
-export interface ResolvedOpenApi {
-  summary: string
-  description: string
-  tags: string[]
-  hide: boolean
-}
 
 /**
  * The security schemes of the route, for the application to merge into its
@@ -43,27 +24,6 @@ export const openApiSecuritySchemes = {
 const SCHEME_OF: Record<TokenSource, keyof typeof openApiSecuritySchemes> = {
   query: 'langgraphWebhookToken',
   bearer: 'langgraphWebhookBearer'
-}
-
-const OPENAPI_KEYS = ['summary', 'description', 'tags', 'hide']
-
-const DEFAULT_DESCRIPTION = 'The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
-  '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
-  'A 5xx or a timeout asks the sender to retry; a 4xx does not.'
-
-export function resolveOpenApiOptions (given: unknown): ResolvedOpenApi {
-  const openapi = given === undefined ? {} : optionObject(given, 'openapi', OPENAPI_KEYS)
-  const { summary, description, tags, hide } = openapi
-  if (summary !== undefined && typeof summary !== 'string') fail(`openapi.summary must be a string, got ${describeValue(summary)}`)
-  if (description !== undefined && typeof description !== 'string') fail(`openapi.description must be a string, got ${describeValue(description)}`)
-  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string'))) fail(`openapi.tags must be an array of strings, got ${describeValue(tags)}`)
-  if (hide !== undefined && typeof hide !== 'boolean') fail(`openapi.hide must be a boolean, got ${describeValue(hide)}`)
-  return {
-    summary: summary ?? 'Receive a LangGraph run webhook',
-    description: description ?? DEFAULT_DESCRIPTION,
-    tags: tags === undefined ? ['langgraph'] : [...tags as string[]],
-    hide: hide ?? false
-  }
 }
 
 const ErrorReply = {

@@ -1,126 +1,29 @@
-import type { RegisterOptions } from 'fastify'
-import { RUN_KEY_FIELDS, requireRunFields, resolveAllowedFields } from './allowed-fields.js'
+// Every option of the plugin and of createRunWorker, declared once: each
+// entry of a table below checks and resolves its option, writes its message,
+// and (through OptionsOf) gives the option's type and editor documentation.
+import type { FastifyBaseLogger, RegisterOptions } from 'fastify'
 import { createMemoryDedupeStore } from './dedupe/memory.js'
 import type { DedupeStore } from './dedupe/store.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
-import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApi } from './openapi.js'
-import type { RunWebhook, RunWebhookField } from './schemas.js'
-import { resolveLanggraphOptions, type LanggraphOptions, type ResolvedLanggraph } from './runs/options.js'
-import { resolveQueueOptions, type QueueOptions, type ResolvedQueue } from './queue/options.js'
+import { maskTokenInUrl } from './redact.js'
+import type { LanggraphClient } from './runs/sdk.js'
+import { RUN_WEBHOOK_FIELDS, type RunWebhook, type RunWebhookField } from './schemas.js'
 import { isUsableToken, type TokenSource } from './token.js'
 import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
-export interface DedupeOptions {
-  /** Where handled deliveries are remembered. Default: an in-memory store (one instance only). */
-  store?: DedupeStore
-  /** How long a handled delivery is remembered. Default 1 hour. */
-  ttlMs?: number
-  /** How long a delivery in progress holds its key before another may take over (a crashed holder). Default 60 s. */
-  leaseMs?: number
-  /** The most keys the in-memory store keeps (oldest dropped first). Default 10 000. */
-  maxKeys?: number
+/** One option: the type users give (`In`, for the type only) and how a given value resolves. */
+interface Option<In, Out> {
+  resolve (value: unknown, name: string): Out
+  readonly required?: true
+  readonly given?: In
 }
-
-export interface LanggraphWebhooksOptions<
-  Schema extends ValuesSchema | undefined = ValuesSchema | undefined,
-  Fields extends RunWebhookField = RunWebhookField
-> {
-  /** The shared secret; several tokens allow rotation. Required. */
-  token: string | readonly string[]
-  /** Where the route listens. Default `/webhooks/langgraph`. */
-  path?: string
-  /** Where the token may come from. Default both: `['query', 'bearer']`. */
-  tokenSources?: readonly TokenSource[]
-  /** The largest body accepted, in bytes. Default 10 MiB. */
-  bodyLimit?: number
-  /** `handled` (default): reply 204 once listeners settled. `received`: reply 202 first. */
-  ack?: 'handled' | 'received'
-  /** Mask the token in `run.kwargs.webhook` before listeners see it. Default true. */
-  redactToken?: boolean
-  /**
-   * A listener subscribed at registration, as with `onRun(listener)`.
-   * (Method syntax: options typed with a `valuesSchema` stay assignable to
-   * the plugin's own option type.)
-   */
-  onRun?(run: Pick<RunWebhook<ValuesOf<Schema>>, Fields>, context: RunContext): unknown
-  /**
-   * The schema `run.values` must match when present: TypeBox 0.34 or 1.x, or
-   * a Standard Schema validator (Zod, Valibot, ArkType). Listeners get its
-   * output, defaults and transforms applied.
-   */
-  valuesSchema?: Schema
-  /** Idempotent delivery keyed by `run_id` + `status`. Default off. */
-  dedupe?: boolean | DedupeOptions
-  /** Refuse deliveries whose `webhook_sent_at` is further than this from now. Default off. */
-  maxAgeMs?: number
-  /** How long listeners may take before the delivery is answered 503 (the sender retries). Default 25 000. */
-  listenerTimeoutMs?: number
-  /** The route in `@fastify/swagger`'s document: summary, description, tags, or `hide`. */
-  openapi?: OpenApiOptions
-  /**
-   * The fields the LangGraph server keeps in webhook bodies: the same list
-   * as its `webhooks.allowed_fields`. Only these are then required (their
-   * types still checked), and listeners get runs with only these fields.
-   * `dedupe` needs `run_id` and `status`; `maxAgeMs` needs `webhook_sent_at`;
-   * `valuesSchema` needs `values`. Default: every field, as both servers send.
-   */
-  allowedFields?: readonly Fields[]
-  /** Runs the application starts with `app.langgraphWebhooks.runs`, tracked and reconciled. Needs `@langchain/langgraph-sdk`. */
-  langgraph?: LanggraphOptions
-  /** Durable delivery on BullMQ (`bullmq` must be installed). Default off. */
-  queue?: QueueOptions
-}
-
-export interface ResolvedDedupe {
-  /** The given store, or an in-memory one. */
-  store: DedupeStore
-  ttlMs: number
-  leaseMs: number
-}
-
-/** Fastify's register options, applied to the route's context. */
-export type RouteContextOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>
-
-export interface ResolvedOptions {
-  tokens: string[]
-  path: string
-  tokenSources: ReadonlySet<TokenSource>
-  bodyLimit: number
-  ack: 'handled' | 'received'
-  redactToken: boolean
-  onRun: RunListener<any> | undefined
-  valuesSchema: ValuesSchema | undefined
-  dedupe: ResolvedDedupe | undefined
-  maxAgeMs: number | undefined
-  listenerTimeoutMs: number
-  openapi: ResolvedOpenApi
-  /** The fields the server keeps; `undefined`: every field. */
-  allowedFields: readonly RunWebhookField[] | undefined
-  langgraph: ResolvedLanggraph | undefined
-  queue: ResolvedQueue | undefined
-  /** A token shorter than this gets a warning at registration. */
-  shortToken: boolean
-  /** `prefix`, `logLevel` and `logSerializers`, as given. */
-  context: RouteContextOptions
-}
-
-export const DEFAULT_PATH = '/webhooks/langgraph'
-export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
-export const DEFAULT_LISTENER_TIMEOUT_MS = 25_000
-export const MIN_TOKEN_LENGTH = 32
-// What an HTTP header carries byte for byte: a bearer token is one header token.
-const VISIBLE_ASCII = /^[\x21-\x7e]+$/
-const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
-const OPTION_NAMES = [
-  'token', 'path', 'tokenSources', 'bodyLimit', 'ack', 'redactToken', 'onRun', 'valuesSchema',
-  'dedupe', 'maxAgeMs', 'listenerTimeoutMs', 'openapi', 'allowedFields', 'langgraph', 'queue'
-]
-// Fastify's own register options arrive along with ours. Under
-// fastify-plugin Fastify ignores them, so the plugin applies them to the
-// route's own context.
-const REGISTER_OPTION_NAMES = ['prefix', 'logLevel', 'logSerializers']
-const KNOWN = new Set([...OPTION_NAMES, ...REGISTER_OPTION_NAMES])
+type Spec = Record<string, Option<any, any>>
+type Given<S> = { -readonly [K in keyof S]: S[K] extends Option<infer In, any> ? In : never }
+type RequiredKeys<S> = { [K in keyof S]: S[K] extends { required: true } ? K : never }[keyof S]
+/** The options object a table describes, each option with its table entry's documentation. */
+type OptionsOf<S> = Omit<Partial<Given<S>>, RequiredKeys<S>> & Pick<Given<S>, RequiredKeys<S>>
+type Resolved<S> = { -readonly [K in keyof S]: S[K] extends Option<any, infer Out> ? Out : never }
 
 /** Fails the registration with `FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION`. */
 export function fail (message: string): never {
@@ -140,150 +43,439 @@ export function describeValue (value: unknown): string {
   return String(value)
 }
 
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+/** Accepts what `test` accepts, or fails saying what was `expected` and what was given. */
+function check<T> (test: (value: unknown) => boolean, expected: string, hint = ''): (value: unknown, name: string) => T {
+  return (value, name) => {
+    if (!test(value)) fail(`${name} must be ${expected}, got ${describeValue(value)}${typeof value === 'string' ? hint : ''}`)
+    return value as T
+  }
+}
+
+/** An option given as `T`, that `test` accepts, or `fallback` when not given. */
+function option<T> (test: (value: unknown) => boolean, expected: string): Option<T, T | undefined>
+function option<T> (test: (value: unknown) => boolean, expected: string, fallback: T, hint?: string): Option<T, T>
+function option<T> (test: (value: unknown) => boolean, expected: string, fallback?: T, hint?: string): Option<T, T | undefined> {
+  const accept = check<T>(test, expected, hint)
+  return { resolve: (value, name) => value === undefined ? fallback : accept(value, name) }
+}
+
+/** An option resolved by `resolve`, which fails with its own messages. */
+function custom<In, Out> (resolve: (value: unknown, name: string) => Out): Option<In, Out> {
+  return { resolve }
+}
+
+/** A required option: `resolve` also sees `undefined`, and names what is expected. */
+function required<In, Out> (resolve: (value: unknown, name: string) => Out): Option<In, Out> & { required: true } {
+  return { resolve, required: true }
+}
+
+const MS = ' of milliseconds'
+function positiveInteger<F extends number | undefined> (fallback: F, unit = ''): Option<number, number | F> {
+  return option<number>((value) => Number.isSafeInteger(value) && (value as number) > 0, `a positive integer${unit}`, fallback as number,
+    ' (convert it first, e.g. Number(process.env.X))') as Option<number, number | F>
+}
+const string = (fallback: string) => option<string>((value) => typeof value === 'string', 'a string', fallback)
+const boolean = (fallback: boolean) => option<boolean>((value) => typeof value === 'boolean', 'a boolean', fallback)
+const isFunction = (value: unknown): boolean => typeof value === 'function'
+
 /**
- * A nested option: an object with only the given keys (each optional), or
- * the registration fails naming the known keys, as unknown top-level
- * options do. `{ ttl: 5 }` for `{ ttlMs: 5 }` is refused rather than ignored.
+ * Resolves an object of options against its table: unknown keys are refused
+ * naming the known ones (`{ ttl: 5 }` for `{ ttlMs: 5 }` is refused rather
+ * than ignored), and each entry resolves its own key.
  */
-export function optionObject (value: unknown, name: string, keys: readonly string[]): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    fail(`${name} must be an object { ${keys.join(', ')} }, got ${describeValue(value)}`)
-  }
-  for (const key of Object.keys(value)) {
-    if (!keys.includes(key)) fail(`unknown option "${name}.${key}"; the options of ${name} are: ${keys.join(', ')}`)
-  }
-  return value as Record<string, unknown>
-}
-
-/** The unit an option's name implies, for its error message. */
-function unitOf (name: string): string {
-  if (name.endsWith('Ms')) return ' of milliseconds'
-  return name.endsWith('Limit') ? ' of bytes (e.g. 10 * 1024 * 1024)' : ''
-}
-
-/** A positive integer option, or `fallback` when not given. */
-export function positiveInteger (value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
-    const hint = typeof value === 'string' ? ' (convert it first, e.g. Number(process.env.X))' : ''
-    fail(`${name} must be a positive integer${unitOf(name)}, got ${describeValue(value)}${hint}`)
-  }
-  return value as number
-}
-
-/** Validates the options without touching the caller's object. */
-export function resolveOptions (options: unknown): ResolvedOptions {
-  if (options === null || typeof options !== 'object') fail('options must be an object with at least { token }')
-  const given = options as Record<string, unknown>
+function resolveTable<S extends Spec> (given: unknown, spec: S, name: string, prefix = `${name}.`): Resolved<S> {
+  const keys = Object.keys(spec)
+  if (!isPlainObject(given)) fail(`${name} must be an object { ${keys.join(', ')} }, got ${describeValue(given)}`)
   for (const key of Object.keys(given)) {
-    if (!KNOWN.has(key)) fail(`unknown option "${key}"; the options are: ${OPTION_NAMES.join(', ')}`)
+    if (!(key in spec)) fail(`unknown option "${prefix}${key}"; the options${prefix === '' ? '' : ` of ${prefix.slice(0, -1)}`} are: ${keys.join(', ')}`)
   }
+  const resolved: Record<string, unknown> = {}
+  for (const key of keys) resolved[key] = spec[key].resolve(given[key], `${prefix}${key}`)
+  return resolved as Resolved<S>
+}
 
-  const { token } = given
+/** A nested option object, or `undefined` when not given. */
+function table<S extends Spec> (spec: S): Option<OptionsOf<S>, Resolved<S> | undefined> {
+  return custom((value, name) => value === undefined ? undefined : resolveTable(value, spec, name))
+}
+
+// What an HTTP header carries byte for byte: a bearer token is one header token.
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/
+const NEW_TOKEN = 'node -e "console.log(crypto.randomBytes(32).toString(\'hex\'))"'
+
+function resolveTokens (token: unknown): string[] {
   const tokens = typeof token === 'string' ? [token] : Array.isArray(token) ? [...token] : undefined
   if (tokens === undefined || tokens.length === 0 || !tokens.every(isUsableToken)) {
-    fail('token is required: a non-empty string, or an array of them to rotate tokens (generate one with: node -e "console.log(crypto.randomBytes(32).toString(\'hex\'))")')
+    fail(`token is required: a non-empty string, or an array of them to rotate tokens (generate one with: ${NEW_TOKEN})`)
   }
   tokens.forEach((candidate, index) => {
     if (!VISIBLE_ASCII.test(candidate)) {
       const which = tokens.length === 1 ? 'the token' : `token[${index}]`
-      fail(`${which} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (node -e "console.log(crypto.randomBytes(32).toString('hex'))")`)
+      fail(`${which} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (${NEW_TOKEN})`)
     }
   })
+  return tokens
+}
 
-  const path = given.path ?? DEFAULT_PATH
-  if (typeof path !== 'string' || !path.startsWith('/') || /[?#\s]/.test(path)) {
-    fail(`path must be a URL path starting with "/" and without query, fragment or spaces, got ${JSON.stringify(path)}`)
+function resolveAllowedFields (given: unknown, name: string): RunWebhookField[] | undefined {
+  if (given === undefined) return undefined
+  if (!Array.isArray(given) || given.length === 0) {
+    fail(`${name} must be a non-empty array of the fields the server keeps (its webhooks.allowed_fields), e.g. ['run_id', 'status', 'values'], got ${describeValue(given)}`)
   }
-
-  const sources = given.tokenSources ?? TOKEN_SOURCES
-  if (!Array.isArray(sources) || sources.length === 0 || !sources.every((source) => TOKEN_SOURCES.includes(source))) {
-    fail('tokenSources must be a non-empty array of "query" and/or "bearer"')
+  for (const field of given) {
+    if (!(RUN_WEBHOOK_FIELDS as readonly unknown[]).includes(field)) {
+      fail(`${name}: ${typeof field === 'string' ? JSON.stringify(field) : describeValue(field)} is not a run webhook field; the fields are: ${RUN_WEBHOOK_FIELDS.join(', ')}`)
+    }
   }
+  return [...new Set(given as RunWebhookField[])]
+}
 
-  const ack = given.ack ?? 'handled'
-  if (ack !== 'handled' && ack !== 'received') fail(`ack must be "handled" or "received", got ${JSON.stringify(ack)}`)
-
-  const redactToken = given.redactToken ?? true
-  if (typeof redactToken !== 'boolean') fail('redactToken must be a boolean')
-
-  if (given.onRun !== undefined && typeof given.onRun !== 'function') fail('onRun must be a function (run, { request, log }) => unknown')
-
-  const valuesSchema = given.valuesSchema
-  if (valuesSchema !== undefined && valuesSchemaKind(valuesSchema) === undefined) {
-    fail(`valuesSchema must be ${ACCEPTED_VALUES_SCHEMAS}, e.g. z.object({ messages: z.array(z.string()) }) or Type.Object({ messages: Type.Array(Type.String()) })`)
+const valuesSchema = custom<ValuesSchema, ValuesSchema | undefined>((value, name) => {
+  if (value !== undefined && valuesSchemaKind(value) === undefined) {
+    fail(`${name} must be ${ACCEPTED_VALUES_SCHEMAS}, e.g. z.object({ messages: z.array(z.string()) }) or Type.Object({ messages: Type.Array(Type.String()) })`)
   }
+  return value as ValuesSchema | undefined
+})
 
-  const allowedFields = resolveAllowedFields(given.allowedFields)
-  const dedupe = resolveDedupe(given.dedupe)
-  if (dedupe !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'dedupe')
-  if (given.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
-  if (valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
-  if (given.langgraph !== undefined) requireRunFields(allowedFields, ['run_id'], 'langgraph')
-  const queue = resolveQueueOptions(given.queue, given)
-  if (queue !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'queue')
+/** A URL path: no query, fragment or spaces. */
+const isPath = (value: unknown): boolean => typeof value === 'string' && !/[?#\s]/.test(value)
 
-  return {
-    tokens,
-    path,
-    tokenSources: new Set(sources as TokenSource[]),
-    bodyLimit: positiveInteger(given.bodyLimit, 'bodyLimit', DEFAULT_BODY_LIMIT),
-    ack,
-    redactToken,
-    onRun: given.onRun as RunListener<any> | undefined,
-    valuesSchema: valuesSchema as ValuesSchema | undefined,
-    dedupe,
-    maxAgeMs: given.maxAgeMs === undefined ? undefined : positiveInteger(given.maxAgeMs, 'maxAgeMs', 0),
-    listenerTimeoutMs: positiveInteger(given.listenerTimeoutMs, 'listenerTimeoutMs', DEFAULT_LISTENER_TIMEOUT_MS),
-    openapi: resolveOpenApiOptions(given.openapi),
-    allowedFields,
-    langgraph: resolveLanggraphOptions(given.langgraph, tokens[0], new Set(sources as TokenSource[])),
-    queue,
-    shortToken: tokens.some((t) => t.length < MIN_TOKEN_LENGTH),
-    context: resolveContextOptions(given)
+const DEDUPE = {
+  /** Where handled deliveries are remembered. Default: an in-memory store (one instance only). */
+  store: custom<DedupeStore, DedupeStore | undefined>((store: any, name) => {
+    if (store !== undefined && !(isPlainObject(store) && isFunction(store.reserve) && isFunction(store.complete) && isFunction(store.release))) {
+      fail(`${name} must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis`)
+    }
+    return store
+  }),
+  /** How long a handled delivery is remembered. Default 1 hour. */
+  ttlMs: positiveInteger(60 * 60 * 1000, MS),
+  /** How long a delivery in progress holds its key before another may take over (a crashed holder). Default 60 s. */
+  leaseMs: positiveInteger(60_000, MS),
+  /** The most keys the in-memory store keeps (oldest dropped first). Default 10 000. */
+  maxKeys: positiveInteger(10_000)
+}
+export interface DedupeOptions extends OptionsOf<typeof DEDUPE> {}
+
+export interface ResolvedDedupe {
+  /** The given store, or an in-memory one. */
+  store: DedupeStore
+  ttlMs: number
+  leaseMs: number
+}
+
+const dedupe = custom<boolean | DedupeOptions, ResolvedDedupe | undefined>((value, name) => {
+  if (value === undefined || value === false) return undefined
+  if (value !== true && !isPlainObject(value)) fail(`${name} must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }, got ${describeValue(value)}`)
+  const { store, ttlMs, leaseMs, maxKeys } = resolveTable(value === true ? {} : value, DEDUPE, name)
+  return { store: store ?? createMemoryDedupeStore({ maxKeys, ttlMs }), ttlMs, leaseMs }
+})
+
+const DEFAULT_DESCRIPTION = 'The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
+  '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
+  'A 5xx or a timeout asks the sender to retry; a 4xx does not.'
+
+/** How the route appears in an OpenAPI document made by `@fastify/swagger`. */
+const OPENAPI = {
+  /** Default `Receive a LangGraph run webhook`. */
+  summary: string('Receive a LangGraph run webhook'),
+  /** Default: a paragraph on what the route does and how it authenticates. */
+  description: string(DEFAULT_DESCRIPTION),
+  /** Default `['langgraph']`. */
+  tags: option<readonly string[]>((tags) => Array.isArray(tags) && tags.every((tag) => typeof tag === 'string'), 'an array of strings', ['langgraph']),
+  /** Keep the route out of the document. Default false. */
+  hide: boolean(false)
+}
+export interface OpenApiOptions extends OptionsOf<typeof OPENAPI> {}
+export type ResolvedOpenApi = Resolved<typeof OPENAPI>
+
+const webhookUrl = required<string, URL>((value, name) => {
+  let url: URL
+  try {
+    url = new URL(value as string)
+  } catch {
+    fail(`${name} must be the absolute public URL of the webhook route, e.g. "https://api.example.com/webhooks/langgraph", got ${describeValue(typeof value === 'string' ? maskTokenInUrl(value) : value)}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`${name} must be an http: or https: URL, got ${url.protocol}`)
+  if (url.searchParams.has('token')) fail(`${name} must not hold a token: the plugin adds it`)
+  return url
+})
+
+const DEFAULT_RECONCILE_AFTER_MS = 5 * 60 * 1000
+const DEFAULT_RECONCILE_EVERY_MS = 60 * 1000
+
+const LANGGRAPH = {
+  /** A `@langchain/langgraph-sdk` `Client` (`new Client({ apiUrl })`). */
+  client: required<LanggraphClient, LanggraphClient>(check((value) => {
+    const client = value as { runs?: Record<string, unknown>, threads?: Record<string, unknown> } | null
+    return typeof client === 'object' && client !== null &&
+    isFunction(client.runs?.create) && isFunction(client.runs?.stream) && isFunction(client.runs?.get) && isFunction(client.threads?.getState)
+  }, 'a @langchain/langgraph-sdk Client: new Client({ apiUrl }) (npm install @langchain/langgraph-sdk)')),
+  /**
+   * The public URL of the webhook route, as the LangGraph server reaches it
+   * (`https://api.example.com/webhooks/langgraph`); the plugin adds the token.
+   */
+  webhookUrl,
+  /** How long after its start a run without a handled delivery is fetched from the server. Default 5 minutes. */
+  reconcileAfterMs: positiveInteger(DEFAULT_RECONCILE_AFTER_MS, MS),
+  /** How often a run still pending or running is fetched again. Default 1 minute. */
+  reconcileEveryMs: positiveInteger(DEFAULT_RECONCILE_EVERY_MS, MS)
+}
+export interface LanggraphOptions extends OptionsOf<typeof LANGGRAPH> {}
+
+export interface ResolvedLanggraph {
+  client: LanggraphClient
+  /** `webhookUrl` with `?token=` set: a secret. */
+  webhookUrl: string
+  reconcileAfterMs: number
+  reconcileEveryMs: number
+}
+
+/**
+ * An ioredis client (`new Redis(url)`), described by what the queue uses of
+ * it so that the plugin's types do not need ioredis installed.
+ */
+export interface RedisClientLike {
+  readonly status: string
+  duplicate(...args: any[]): RedisClientLike
+  defineCommand(...args: any[]): unknown
+  quit(...args: any[]): Promise<unknown>
+  disconnect(...args: any[]): unknown
+}
+
+/** How the queue reaches Redis: the user's client, or options for clients of our own. */
+export type QueueConnectionSpec =
+  | { readonly client: RedisClientLike }
+  | { readonly options: Record<string, unknown> | string }
+
+function isRedisClient (value: unknown): value is RedisClientLike {
+  const client = value as Partial<RedisClientLike> | null
+  return typeof client === 'object' && client !== null && typeof client.status === 'string' &&
+    typeof client.duplicate === 'function' && typeof client.defineCommand === 'function'
+}
+
+const connection = required<RedisClientLike | object | string, QueueConnectionSpec>((value, name) => {
+  if (value === undefined) fail(`${name} is required: an ioredis client, ioredis options or a redis:// URL`)
+  const hint = `${name} must be an ioredis client (new Redis(process.env.REDIS_URL)), ioredis options ({ host, port }) or a redis:// URL`
+  if (typeof value === 'string') {
+    if (!/^rediss?:\/\//.test(value)) fail(`${hint}, got a string that is not a redis:// URL`)
+    return { options: value }
+  }
+  if (isRedisClient(value)) return { client: value }
+  if (!isPlainObject(value)) fail(hint)
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) fail(`${hint}; got an object that is neither`)
+  // BullMQ keeps its keys apart with its own prefix and refuses ioredis's.
+  if ('keyPrefix' in value) fail(`${name}: ioredis keyPrefix is not supported by BullMQ; give each deployment its own queue name instead`)
+  return { options: { ...value } }
+})
+
+const DEFAULT_QUEUE_NAME = 'langgraph-webhooks'
+const queueName = option<string>((name) => typeof name === 'string' && name.length > 0 && !name.includes(':'),
+  'a non-empty string without ":" (BullMQ uses it in its keys)', DEFAULT_QUEUE_NAME)
+const HOUR = 60 * 60 * 1000
+
+/** Durable delivery on BullMQ: the route stores each run as a job, workers run the listeners. */
+const QUEUE = {
+  /**
+   * The Redis of the queue: an ioredis client (it stays yours: quit it
+   * yourself), ioredis options, or a `redis://` URL (the plugin then makes
+   * and closes its own clients).
+   */
+  connection,
+  /** The BullMQ queue's name; web and worker processes must agree on it. Default `langgraph-webhooks`. */
+  name: queueName,
+  /** How many times the listeners are run before the run goes to the failed set. Default 10. */
+  attempts: positiveInteger(10),
+  /** The first retry's delay; each further retry waits twice as long. Default 1000 ms. */
+  backoffMs: positiveInteger(1000, MS),
+  /** How many runs this process's worker handles at a time. Default 8. */
+  concurrency: positiveInteger(8),
+  /** Run the listeners in a worker of this process (default), or only enqueue (`false`). */
+  worker: boolean(true),
+  /** How long a worker's claim on a run lasts without renewal: a dead worker's runs are taken over after it. Default 30 000 ms. */
+  lockMs: positiveInteger(30_000, MS),
+  /** The longest the route waits for Redis to store a run before it replies 503. Default 2000 ms. */
+  addTimeoutMs: positiveInteger(2000, MS),
+  /** How long handled runs are kept, so that the sender's retries are recognised as duplicates. Default 1 hour. */
+  keepCompletedMs: positiveInteger(HOUR, MS),
+  /** How long runs that exhausted their attempts stay in the failed set. Default 7 days. */
+  keepFailedMs: positiveInteger(7 * 24 * HOUR, MS)
+}
+export interface QueueOptions extends OptionsOf<typeof QUEUE> {}
+export type ResolvedQueue = Resolved<typeof QUEUE>
+
+const WORKER = {
+  /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
+  connection,
+  /** The queue's name; the same as the plugin's `queue.name`. Default `langgraph-webhooks`. */
+  name: queueName,
+  /** How many runs this worker handles at a time. Default 8. */
+  concurrency: positiveInteger(8),
+  /** How long this worker's claim on a run lasts without renewal; use the web process's `queue.lockMs`. Default 30 000 ms. */
+  lockMs: positiveInteger(30_000, MS),
+  /** Where the worker and the listeners' `log` write. Default: JSON lines on stdout, info and above. */
+  logger: option<FastifyBaseLogger>(isPlainObject, 'a pino or Fastify logger'),
+  /** A listener subscribed at creation, as with `onRun(listener)`. */
+  onRun: option<RunListener<RunWebhook>>(isFunction, 'a function (run, { attempt, log }) => unknown'),
+  /** The schema `run.values` must match, as the plugin's `valuesSchema`; listeners get its output. */
+  valuesSchema
+}
+export interface RunWorkerOptions extends OptionsOf<typeof WORKER> {}
+
+/** The options of `createRunWorker`, validated as strictly as the plugin's. */
+export function resolveWorkerOptions (given: unknown): Resolved<typeof WORKER> {
+  return resolveTable(given, WORKER, 'createRunWorker options', 'createRunWorker.')
+}
+
+export const DEFAULT_PATH = '/webhooks/langgraph'
+export const MIN_TOKEN_LENGTH = 32
+const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
+
+const OPTIONS = {
+  /** The shared secret; several tokens allow rotation. Required. */
+  token: required<string | readonly string[], string[]>(resolveTokens),
+  /** Where the route listens. Default `/webhooks/langgraph`. */
+  path: option<string>((path) => isPath(path) && (path as string).startsWith('/'), 'a URL path starting with "/" and without query, fragment or spaces', DEFAULT_PATH),
+  /** Where the token may come from. Default both: `['query', 'bearer']`. */
+  tokenSources: option<readonly TokenSource[]>((sources) => Array.isArray(sources) && sources.length > 0 && sources.every((source) => TOKEN_SOURCES.includes(source)),
+    'a non-empty array of "query" and/or "bearer"', TOKEN_SOURCES),
+  /** The largest body accepted, in bytes. Default 10 MiB. */
+  bodyLimit: positiveInteger(10 * 1024 * 1024, ' of bytes (e.g. 10 * 1024 * 1024)'),
+  /** `handled` (default): reply 204 once listeners settled. `received`: reply 202 first. */
+  ack: option<'handled' | 'received'>((ack) => ack === 'handled' || ack === 'received', '"handled" or "received"', 'handled'),
+  /** Mask the token in `run.kwargs.webhook` before listeners see it. Default true. */
+  redactToken: boolean(true),
+  // onRun, valuesSchema and allowedFields: documented and typed in LanggraphWebhooksOptions, generic there.
+  onRun: option<RunListener<any>>(isFunction, 'a function (run, { request, log }) => unknown'),
+  valuesSchema,
+  /** Idempotent delivery keyed by `run_id` + `status`. Default off. */
+  dedupe,
+  /** Refuse deliveries whose `webhook_sent_at` is further than this from now. Default off. */
+  maxAgeMs: positiveInteger(undefined, MS),
+  /** How long listeners may take before the delivery is answered 503 (the sender retries). Default 25 000. */
+  listenerTimeoutMs: positiveInteger(25_000, MS),
+  /** The route in `@fastify/swagger`'s document: summary, description, tags, or `hide`. */
+  openapi: custom<OpenApiOptions, ResolvedOpenApi>((value, name) => resolveTable(value === undefined ? {} : value, OPENAPI, name)),
+  allowedFields: custom<readonly RunWebhookField[], RunWebhookField[] | undefined>(resolveAllowedFields),
+  /** Runs the application starts with `app.langgraphWebhooks.runs`, tracked and reconciled. Needs `@langchain/langgraph-sdk`. */
+  langgraph: table(LANGGRAPH),
+  /** Durable delivery on BullMQ (`bullmq` must be installed). Default off. */
+  queue: table(QUEUE),
+  // Fastify's own register options arrive along with ours. Under
+  // fastify-plugin Fastify ignores them, so the plugin applies them to the
+  // route's own context.
+  prefix: option<string>(isPath, 'a URL path such as "/api"'),
+  logLevel: option<RouteContextOptions['logLevel']>((level) => typeof level === 'string' && level !== '', 'a log level such as "warn"'),
+  logSerializers: custom<RouteContextOptions['logSerializers'], RouteContextOptions['logSerializers']>(resolveLogSerializers)
+}
+
+export interface LanggraphWebhooksOptions<
+  Schema extends ValuesSchema | undefined = ValuesSchema | undefined,
+  Fields extends RunWebhookField = RunWebhookField
+> extends OptionsOf<Omit<typeof OPTIONS, 'onRun' | 'valuesSchema' | 'allowedFields' | 'prefix' | 'logLevel' | 'logSerializers'>> {
+  /**
+   * A listener subscribed at registration, as with `onRun(listener)`.
+   * (Method syntax: options typed with a `valuesSchema` stay assignable to
+   * the plugin's own option type.)
+   */
+  onRun?(run: Pick<RunWebhook<ValuesOf<Schema>>, Fields>, context: RunContext): unknown
+  /**
+   * The schema `run.values` must match when present: TypeBox 0.34 or 1.x, or
+   * a Standard Schema validator (Zod, Valibot, ArkType). Listeners get its
+   * output, defaults and transforms applied.
+   */
+  valuesSchema?: Schema
+  /**
+   * The fields the LangGraph server keeps in webhook bodies: the same list
+   * as its `webhooks.allowed_fields`. Only these are then required (their
+   * types still checked), and listeners get runs with only these fields.
+   * `dedupe` needs `run_id` and `status`; `maxAgeMs` needs `webhook_sent_at`;
+   * `valuesSchema` needs `values`. Default: every field, as both servers send.
+   */
+  allowedFields?: readonly Fields[]
+}
+
+/** Fastify's register options, applied to the route's context. */
+export type RouteContextOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>
+
+function resolveLogSerializers (value: unknown, name: string): RouteContextOptions['logSerializers'] {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value) || !Object.values(value).every(isFunction)) {
+    fail(`${name} must be an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }, got ${describeValue(value)}`)
+  }
+  if ('req' in value) {
+    fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })')
+  }
+  return value as RouteContextOptions['logSerializers']
+}
+
+export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' | 'tokenSources' | 'langgraph' | 'prefix' | 'logLevel' | 'logSerializers'> {
+  tokens: string[]
+  tokenSources: ReadonlySet<TokenSource>
+  langgraph: ResolvedLanggraph | undefined
+  /** A token shorter than this gets a warning at registration. */
+  shortToken: boolean
+  /** `prefix`, `logLevel` and `logSerializers`, as given. */
+  context: RouteContextOptions
+}
+
+/** What a feature keyed by run (dedupe, a queue) needs in every body. */
+export const RUN_KEY_FIELDS: readonly RunWebhookField[] = ['run_id', 'status']
+
+/**
+ * Refuses, at registration, a feature that reads fields the server strips:
+ * `feature` needs every one of `needed` in each body. Without
+ * `allowedFields` every field is there.
+ */
+export function requireRunFields (allowedFields: readonly RunWebhookField[] | undefined, needed: readonly RunWebhookField[], feature: string): void {
+  if (allowedFields === undefined) return
+  const missing = needed.filter((field) => !allowedFields.includes(field))
+  if (missing.length > 0) {
+    fail(`${feature} reads ${needed.join(' and ')} from every webhook body, but allowedFields does not list ${missing.join(' or ')}: add ${missing.join(' and ')} to allowedFields and to the server's webhooks.allowed_fields`)
   }
 }
 
-function resolveContextOptions ({ prefix, logLevel, logSerializers }: Record<string, unknown>): RouteContextOptions {
-  const context: RouteContextOptions = {}
-  if (prefix !== undefined) {
-    if (typeof prefix !== 'string' || /[?#\s]/.test(prefix)) fail(`prefix must be a URL path such as "/api", got ${describeValue(prefix)}`)
-    context.prefix = prefix
+/** Options that read fields of every body, or that do not combine, refused together. */
+function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean): void {
+  const { allowedFields } = options
+  if (options.dedupe !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'dedupe')
+  if (options.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
+  if (options.valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
+  if (options.langgraph !== undefined) {
+    requireRunFields(allowedFields, ['run_id'], 'langgraph')
+    if (!options.tokenSources.includes('query')) fail('langgraph needs tokenSources to include "query": a LangGraph server sends the token in the webhook URL')
   }
-  if (logLevel !== undefined) {
-    if (typeof logLevel !== 'string' || logLevel === '') fail(`logLevel must be a log level such as "warn", got ${describeValue(logLevel)}`)
-    context.logLevel = logLevel as RouteContextOptions['logLevel']
-  }
-  if (logSerializers !== undefined) {
-    if (logSerializers === null || typeof logSerializers !== 'object' || Array.isArray(logSerializers) ||
-      !Object.values(logSerializers).every((serializer) => typeof serializer === 'function')) {
-      fail(`logSerializers must be an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }, got ${describeValue(logSerializers)}`)
-    }
-    if ('req' in logSerializers) {
-      fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })')
-    }
-    context.logSerializers = logSerializers as RouteContextOptions['logSerializers']
-  }
-  return context
+  if (options.queue === undefined) return
+  if (options.dedupe !== undefined) fail('dedupe and queue do not combine: with queue, the job key (run_id and status) already makes a duplicate a no-op; remove dedupe')
+  if (ackGiven) fail('ack does not apply with queue: the route replies 202 once Redis stored the run, and workers run the listeners; remove ack')
+  if (!options.redactToken) fail('redactToken: false does not combine with queue: jobs in Redis (and queue.failed()) must never hold the token')
+  requireRunFields(allowedFields, RUN_KEY_FIELDS, 'queue')
 }
 
-const DEDUPE_KEYS = ['store', 'ttlMs', 'leaseMs', 'maxKeys']
+/** The `langgraph` option, its URL with the first token (the newest, while rotating). */
+function withToken (langgraph: Resolved<typeof LANGGRAPH> | undefined, token: string): ResolvedLanggraph | undefined {
+  if (langgraph === undefined) return undefined
+  const url = new URL(langgraph.webhookUrl)
+  url.searchParams.set('token', token)
+  return { ...langgraph, webhookUrl: url.href }
+}
 
-function resolveDedupe (dedupe: unknown): ResolvedDedupe | undefined {
-  if (dedupe === undefined || dedupe === false) return undefined
-  if (dedupe !== true && (dedupe === null || typeof dedupe !== 'object' || Array.isArray(dedupe))) {
-    fail(`dedupe must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }, got ${describeValue(dedupe)}`)
-  }
-  const given = dedupe === true ? {} : optionObject(dedupe, 'dedupe', DEDUPE_KEYS)
-  const store = given.store as Partial<DedupeStore> | undefined
-  if (store !== undefined && (store === null || typeof store.reserve !== 'function' || typeof store.complete !== 'function' || typeof store.release !== 'function')) {
-    fail('dedupe.store must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis')
-  }
-  const ttlMs = positiveInteger(given.ttlMs, 'dedupe.ttlMs', 60 * 60 * 1000)
-  const maxKeys = positiveInteger(given.maxKeys, 'dedupe.maxKeys', 10_000)
+/** Validates the options without touching the caller's object. */
+export function resolveOptions (given: unknown): ResolvedOptions {
+  const resolved = resolveTable(given, OPTIONS, 'options', '')
+  checkCombinations(resolved, (given as Record<string, unknown>).ack !== undefined)
+  const { token, tokenSources, langgraph, prefix, logLevel, logSerializers, ...options } = resolved
   return {
-    store: store as DedupeStore | undefined ?? createMemoryDedupeStore({ maxKeys, ttlMs }),
-    ttlMs,
-    leaseMs: positiveInteger(given.leaseMs, 'dedupe.leaseMs', 60_000)
+    ...options,
+    tokens: token,
+    tokenSources: new Set(tokenSources),
+    langgraph: withToken(langgraph, token[0]),
+    shortToken: token.some((candidate) => candidate.length < MIN_TOKEN_LENGTH),
+    context: Object.fromEntries(Object.entries({ prefix, logLevel, logSerializers }).filter(([, value]) => value !== undefined))
   }
 }

@@ -127,13 +127,19 @@ test('a number option given as a string says it got a string', async (t) => {
   await t.rejects(registerWith({ token: TOKEN, listenerTimeoutMs: () => 5 }), { message: /got a function$/ })
 })
 
-test('optionObject: the helper nested options are checked with', async (t) => {
-  const { optionObject } = await import('../lib/options.js')
-  t.same(optionObject({ a: 1 }, 'thing', ['a', 'b']), { a: 1 })
-  t.throws(() => optionObject({ c: 1 }, 'thing', ['a', 'b']), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: 'unknown option "thing.c"; the options of thing are: a, b' })
-  t.throws(() => optionObject('x', 'thing', ['a', 'b']), { message: 'thing must be an object { a, b }, got the string "x"' })
-  t.throws(() => optionObject([], 'thing', ['a']), { message: /got an array/ })
-  t.throws(() => optionObject(null, 'thing', ['a']), { message: /got null/ })
+test('every nested option object is checked the same way', async (t) => {
+  const nested: Array<[string, string]> = [
+    ['openapi', 'summary, description, tags, hide'],
+    ['langgraph', 'client, webhookUrl, reconcileAfterMs, reconcileEveryMs'],
+    ['queue', 'connection, name, attempts, backoffMs, concurrency, worker, lockMs, addTimeoutMs, keepCompletedMs, keepFailedMs']
+  ]
+  for (const [name, keys] of nested) {
+    const refused = (value: unknown) => () => resolveOptions({ token: TOKEN, [name]: value })
+    t.throws(refused({ c: 1 }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: `unknown option "${name}.c"; the options of ${name} are: ${keys}` })
+    t.throws(refused('x'), { message: `${name} must be an object { ${keys} }, got the string "x"` })
+    t.throws(refused([]), { message: /got an array$/ })
+    t.throws(refused(null), { message: /got null$/ })
+  }
 })
 
 test('a token the Authorization header cannot carry is refused at registration', async (t) => {

@@ -11,7 +11,7 @@ import { RunListeners } from '../lib/listeners.js'
 import { createRunWorker } from '../lib/queue/index.js'
 import { loadPeer } from '../lib/queue/load.js'
 import { jsonLineLogger } from '../lib/queue/log.js'
-import { resolveQueueOptions } from '../lib/queue/options.js'
+import { resolveOptions } from '../lib/options.js'
 import { startQueue } from '../lib/queue/queue.js'
 import { createTelemetry } from '../lib/telemetry.js'
 import { startRedisServer } from './helpers/redis-server.js'
@@ -19,6 +19,7 @@ import { nodeArgs } from './helpers/queue.js'
 
 const token = 'q'.repeat(32)
 const lazy = { host: '127.0.0.1', port: 1, lazyConnect: true }
+const resolveQueueOptions = (queue: unknown, others: Record<string, unknown> = {}) => resolveOptions({ token, ...others, queue }).queue
 
 async function refused (t: Test, options: Partial<LanggraphWebhooksOptions> | Record<string, unknown>, message: RegExp | string) {
   const app = Fastify()
@@ -30,13 +31,13 @@ t.test('the queue option is validated strictly, with messages that say what to d
   await refused(t, { queue: null }, /queue must be an object/)
   await refused(t, { queue: [] }, /queue must be an object/)
   await refused(t, { queue: {} }, /queue.connection is required/)
-  await refused(t, { queue: { connection: lazy, attempt: 3 } }, /unknown option "queue.attempt"; the queue options are: connection, name, attempts/)
-  await refused(t, { queue: { connection: lazy, attempts: '3' } }, 'queue.attempts must be a number, got the string "3" (convert it, e.g. Number(process.env.X))')
-  await refused(t, { queue: { connection: lazy, lockMs: 0 } }, 'queue.lockMs must be a positive integer, got 0')
+  await refused(t, { queue: { connection: lazy, attempt: 3 } }, /unknown option "queue.attempt"; the options of queue are: connection, name, attempts/)
+  await refused(t, { queue: { connection: lazy, attempts: '3' } }, 'queue.attempts must be a positive integer, got the string "3" (convert it first, e.g. Number(process.env.X))')
+  await refused(t, { queue: { connection: lazy, lockMs: 0 } }, 'queue.lockMs must be a positive integer of milliseconds, got 0')
   await refused(t, { queue: { connection: lazy, backoffMs: 1.5 } }, /queue.backoffMs must be a positive integer/)
   await refused(t, { queue: { connection: lazy, name: 'a:b' } }, /queue.name must be a non-empty string without ":"/)
   await refused(t, { queue: { connection: lazy, name: '' } }, /queue.name must be/)
-  await refused(t, { queue: { connection: lazy, worker: 'no' } }, 'queue.worker must be a boolean, got "no"')
+  await refused(t, { queue: { connection: lazy, worker: 'no' } }, 'queue.worker must be a boolean, got the string "no"')
   await refused(t, { queue: { connection: 'localhost:6379' } }, /got a string that is not a redis:\/\/ URL/)
   await refused(t, { queue: { connection: 6379 } }, /queue.connection must be an ioredis client \(new Redis\(process.env.REDIS_URL\)\), ioredis options \(\{ host, port \}\) or a redis:\/\/ URL$/)
   await refused(t, { queue: { connection: [lazy] } }, /queue.connection must be an ioredis client/)
@@ -60,11 +61,14 @@ t.test('options that do not combine with a queue are refused', async (t) => {
 
 t.test("createRunWorker's options are validated as strictly", async (t) => {
   t.throws(() => createRunWorker(null as never), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: /options must be an object/ })
-  t.throws(() => createRunWorker({ connection: lazy, lock: 5 } as never), { message: /unknown option "lock" of createRunWorker; its options are: connection, name, concurrency, lockMs, logger, onRun/ })
-  t.throws(() => createRunWorker({ connection: lazy, name: 'x:y' }), { message: /createRunWorker: name must be a non-empty string without ":"/ })
-  t.throws(() => createRunWorker({} as never), { message: /createRunWorker: connection is required/ })
+  t.throws(() => createRunWorker({ connection: lazy, lock: 5 } as never), { message: /unknown option "createRunWorker.lock"; the options of createRunWorker are: connection, name, concurrency, lockMs, logger, onRun/ })
+  t.throws(() => createRunWorker({ connection: lazy, name: 'x:y' }), { message: /createRunWorker.name must be a non-empty string without ":"/ })
+  t.throws(() => createRunWorker({} as never), { message: /createRunWorker.connection is required/ })
   t.throws(() => createRunWorker({ connection: 'nope' }), { message: /^createRunWorker.connection must be/ })
-  t.throws(() => createRunWorker({ connection: lazy, concurrency: '4' } as never), { message: /^createRunWorker.concurrency must be a number, got the string "4"/ })
+  t.throws(() => createRunWorker({ connection: lazy, concurrency: '4' } as never), { message: /^createRunWorker.concurrency must be a positive integer, got the string "4"/ })
+  t.throws(() => createRunWorker({ connection: lazy, logger: console.log } as never), { message: /^createRunWorker.logger must be a pino or Fastify logger, got a function$/ })
+  t.throws(() => createRunWorker({ connection: lazy, onRun: 'log' } as never), { message: /^createRunWorker.onRun must be a function/ })
+  t.throws(() => createRunWorker({ connection: lazy, valuesSchema: { type: 'object' } } as never), { message: /^createRunWorker.valuesSchema must be a TypeBox schema/ })
 })
 
 t.test('without bullmq installed, registration says to install it', async (t) => {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Ioredis } from './load.js'
-import type { QueueConnectionSpec } from './options.js'
+import type { QueueConnectionSpec } from '../options.js'
 import { withTimeout } from '../timeout.js'
 
 function noop (): void {}

@@ -4,30 +4,13 @@
  * listeners subscribed here, with the same `onRun` as the plugin's.
  */
 import * as bullmq from 'bullmq'
-import type { FastifyBaseLogger } from 'fastify'
 import * as ioredis from 'ioredis'
-import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
-import type { RunWebhook } from '../schemas.js'
+import { RunListeners, type OnRun } from '../listeners.js'
 import { createTelemetry } from '../telemetry.js'
 import { QueueConnection } from './connection.js'
 import { jsonLineLogger } from './log.js'
-import { resolveWorkerOptions, type RedisClientLike } from './options.js'
+import { resolveWorkerOptions, type RunWorkerOptions } from '../options.js'
 import { processRunJobs, startRunWorker } from './worker.js'
-
-export interface RunWorkerOptions {
-  /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
-  connection: RedisClientLike | object | string
-  /** The queue's name; the same as the plugin's `queue.name`. Default `langgraph-webhooks`. */
-  name?: string
-  /** How many runs this worker handles at a time. Default 8. */
-  concurrency?: number
-  /** How long this worker's claim on a run lasts without renewal; use the web process's `queue.lockMs`. Default 30 000 ms. */
-  lockMs?: number
-  /** Where the worker and the listeners' `log` write. Default: JSON lines on stdout, info and above. */
-  logger?: FastifyBaseLogger
-  /** A listener subscribed at creation, as with `onRun(listener)`. */
-  onRun?: RunListener<RunWebhook>
-}
 
 export interface RunWorker<Values = Record<string, unknown>> {
   /** Subscribes a listener, as `app.langgraphWebhooks.onRun` does; returns the unsubscribe function. */
@@ -73,5 +56,5 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
 }
 
 export { jobIdOf, type RunJobData } from './job.js'
-export type { QueueOptions, RedisClientLike } from './options.js'
+export type { QueueOptions, RedisClientLike, RunWorkerOptions } from '../options.js'
 export type { FailedRun, QueueCounts, RunQueue } from './types.js'
