@@ -1,20 +1,18 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { createDedupeGuard } from './dedupe/guard.js'
-import { createLocalStep } from './delivery/local.js'
-import { ListenerRunner } from './delivery/runner.js'
 import { AllowedFieldsMismatchError, AlreadyRegisteredError, QueueNotConfiguredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { startQueue } from './queue/queue.js'
 import type { RunQueue } from './queue/types.js'
+import { createReceiver } from './receive.js'
 import { registerRoute } from './route.js'
 import { createRuns, type LanggraphRuns } from './runs/index.js'
 import type { WaitForRunOptions } from './runs/waiters.js'
 import type { RunWebhookField, RunWebhookWith } from './schemas.js'
 import { createTelemetry } from './telemetry.js'
-import { createRunValidator } from './validation.js'
-import { checkingValues, createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
+import { createRunValidator } from './schemas.js'
+import { createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
 /** The `app.langgraphWebhooks` decorator. */
 export interface LanggraphWebhooks<Values = Record<string, unknown>, Fields extends RunWebhookField = RunWebhookField> {
@@ -68,8 +66,6 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   const listeners = new RunListeners({ statusFiltering: options.allowedFields?.includes('status') ?? true })
   if (options.onRun !== undefined) listeners.on(options.onRun)
   const telemetry = createTelemetry()
-  const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
-  fastify.addHook('onClose', () => runner.close())
 
   const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log, telemetry)
   if (queue !== undefined) {
@@ -77,20 +73,23 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     fastify.addHook('onReady', (done) => { queue.start(); done() })
     fastify.addHook('onClose', () => queue.close())
   }
-
   const runs = await createRuns(options, fastify.log, queue?.redis)
+  const receiver = createReceiver({
+    options,
+    validateRun: createRunValidator(options.allowedFields),
+    validateValues: options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema),
+    listeners: telemetry.timed(listeners),
+    telemetry,
+    tracking: runs.tracking,
+    store: queue?.store,
+    log: fastify.log
+  })
   fastify.addHook('preClose', () => runs.stop())
-  fastify.addHook('onClose', () => runs.close())
-
-  // The pipeline: each concern wraps the step after it.
-  const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
-  let deliver = queue !== undefined ? queue.deliver : createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
-  deliver = runs.track(deliver)
-  deliver = telemetry.traced(deliver)
-  deliver = checkingValues(valuesValidator)(deliver)
-
-  const validate = createRunValidator(options.allowedFields)
-  const route = registerRoute(fastify, options, validate, deliver, telemetry.instrument)
+  fastify.addHook('onClose', async () => {
+    await receiver.close()
+    await runs.close()
+  })
+  const route = registerRoute(fastify, options, receiver.receive, telemetry.instrument)
 
   const decorator: LanggraphWebhooks<any, any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
@@ -112,7 +111,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   // Not enumerable: the URL holds the token, and JSON.stringify or a logger must not print it.
   Object.defineProperty(decorator, 'webhookUrl', { get: runs.webhookUrl, enumerable: false })
   fastify.decorate('langgraphWebhooks', decorator)
-  fastify.addHook('onReady', async () => { runs.start(deliver, validate) })
+  fastify.addHook('onReady', async () => { runs.start(receiver.receive) })
 }
 
 function sameFields (given: readonly unknown[], registered: readonly RunWebhookField[]): boolean {
@@ -138,7 +137,7 @@ export type { DedupeStore, ReserveResult } from './dedupe/store.js'
 export type { RunContext, RunListener, OnRun, Unsubscribe } from './listeners.js'
 export type { LanggraphWebhooksOptions, DedupeOptions, LanggraphOptions, OpenApiOptions, QueueOptions, RedisClientLike } from './options.js'
 export { openApiSecuritySchemes } from './openapi.js'
-export type { StandardSchemaV1, TypeBoxSchema, ValuesSchema } from './values-schema.js'
+export type { StandardSchemaV1, TypeBoxSchema, ValuesOf, ValuesSchema } from './values-schema.js'
 export type { LanggraphRuns } from './runs/index.js'
 export type { LanggraphClient, LanggraphRun, LanggraphStreamChunk, RunPayload } from './runs/sdk.js'
 export type { WaitForRunOptions } from './runs/waiters.js'

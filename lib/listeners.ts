@@ -86,62 +86,31 @@ export class RunListeners {
     }
   }
 
-  /** The number of listeners a run of this status would reach. */
-  count (status: string): number {
-    return this.#catchAll.size + (this.#byStatus.get(status)?.size ?? 0)
-  }
-
   /**
-   * Runs every listener matching `run.status` concurrently. Returns
-   * `undefined` when every one returned without a promise and none threw:
-   * the common case, a synchronous listener, costs no promise. Otherwise
-   * returns a promise that settles when all have settled, failures gathered
-   * into one `AggregateError`.
+   * Runs every listener matching `run.status` concurrently, and settles when
+   * all have settled; failures are gathered, in subscription order, into
+   * one `AggregateError`.
    */
-  receive (run: RunWebhook<unknown>, context: RunContext): Promise<void> | undefined {
+  async dispatch (run: RunWebhook<unknown>, context: RunContext): Promise<void> {
     const byStatus = this.#byStatus.get(run.status)
     // The common case, one listener, without the bookkeeping of several.
     if (byStatus === undefined && this.#catchAll.size === 1) {
-      const [listener] = this.#catchAll
-      let result: unknown
-      try {
-        result = listener(run, context)
-        // Inside the try: reading `then` of what a listener returned may throw too.
-        if (!isThenable(result)) return undefined
-      } catch (error) {
-        return Promise.reject(listenerFailure([error], run))
+      for (const listener of this.#catchAll) {
+        try {
+          await listener(run, context)
+        } catch (error) {
+          throw listenerFailure([error], run)
+        }
       }
-      return Promise.resolve(result).then(noop, (error: unknown) => { throw listenerFailure([error], run) })
+      return
     }
     const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]
-    // In listener order, a throw as a rejection: failures are reported in the order listeners were subscribed.
-    const results: unknown[] = []
-    let settled = true
-    for (const listener of listeners) {
-      try {
-        const result = listener(run, context)
-        if (isThenable(result)) settled = false
-        results.push(result)
-      } catch (error) {
-        settled = false
-        results.push(Promise.reject(error))
-      }
-    }
-    if (settled) return undefined
-    return Promise.allSettled(results).then((outcomes) => {
-      const errors = outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason)
-      if (errors.length > 0) throw listenerFailure(errors, run)
-    })
+    const outcomes = await Promise.allSettled(listeners.map(async (listener) => await listener(run, context)))
+    const errors = outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason)
+    if (errors.length > 0) throw listenerFailure(errors, run)
   }
 }
 
-function isThenable (value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
-}
-
-function noop (): void {}
-
-/** The listeners' failures, each described so that logging or storing them cannot throw. */
 function listenerFailure (errors: unknown[], run: RunWebhook<unknown>): AggregateError {
   const noun = errors.length === 1 ? 'listener' : 'listeners'
   return new AggregateError(errors.map(describeError), `${errors.length} ${noun} failed for run ${run.run_id} (${run.status})`)

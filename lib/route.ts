@@ -1,8 +1,5 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { RunDelivery } from './delivery/delivery.js'
-import { prepareRun } from './delivery/prepare.js'
-import { statusCodeOf, type DeliveryStep } from './delivery/step.js'
 import {
   InvalidRunError,
   MethodNotAllowedError,
@@ -14,9 +11,9 @@ import {
 import { createSwaggerTransform, hiddenFromSwagger } from './openapi.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
-import { RunWebhookSchema, runWebhookSchemaFor, type RunWebhook } from './schemas.js'
+import type { Outcome, Receiver } from './receive.js'
+import { RunWebhookSchema, runWebhookSchemaFor } from './schemas.js'
 import { createTokenVerifier, isAuthorized } from './token.js'
-import type { RunValidator } from './validation.js'
 
 const CONTENT_TYPES = ['application/json', 'text/plain']
 const IDENTITY = /^\s*(?:identity)?\s*$/i
@@ -26,11 +23,6 @@ const OTHER_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
 
 // The raw body's length, kept where the parser sees it: measuring the parsed run would mean serializing it.
 const bodyLengths = new WeakMap<FastifyRequest, number>()
-
-/** The length of the body the route parsed for the request. */
-export function bodyLengthOf (request: FastifyRequest): number | undefined {
-  return bodyLengths.get(request)
-}
 
 /** The registered route. */
 export interface WebhookRoute {
@@ -46,8 +38,7 @@ export interface WebhookRoute {
 export function registerRoute (
   fastify: FastifyInstance,
   options: ResolvedOptions,
-  validate: RunValidator,
-  deliver: DeliveryStep,
+  receive: Receiver['receive'],
   instrument: (route: FastifyInstance) => void
 ): WebhookRoute {
   const verify = createTokenVerifier(options.tokens)
@@ -95,10 +86,8 @@ export function registerRoute (
       schema: { body: options.allowedFields === undefined ? RunWebhookSchema : runWebhookSchemaFor(options.allowedFields) },
       // What @fastify/swagger documents; Fastify itself never reads it.
       config: { swaggerTransform: createSwaggerTransform(options.openapi, sources) },
-      validatorCompiler: () => function validateBody (body: unknown) {
-        const error = validate(body)
-        return error === undefined ? true : { error }
-      },
+      // The schema is there for OpenAPI: receive() validates, for every source alike.
+      validatorCompiler: () => acceptAll,
       // Decided before the body is read: an unauthenticated body is never parsed.
       onRequest (request, reply, done) {
         if (!isAuthorized(request, verify, sources)) return done(new UnauthorizedError())
@@ -111,16 +100,10 @@ export function registerRoute (
         }
         done()
       },
-      // Not async: an outcome known at once is replied to without a promise.
-      handler (request: FastifyRequest, reply: FastifyReply) {
-        const run = request.body as RunWebhook<unknown>
-        prepareRun(run, options)
-        const outcome = deliver(new RunDelivery(run, request.log, request))
-        if (typeof outcome === 'string') {
-          reply.code(statusCodeOf(outcome, queued)).send()
-          return
-        }
-        return outcome.then((settled) => reply.code(statusCodeOf(settled, queued)).send())
+      async handler (request: FastifyRequest, reply: FastifyReply) {
+        // No body at all is `null`, as Fastify's own validation sees it.
+        const outcome = await receive(request.body ?? null, { request, bytes: bodyLengths.get(request) })
+        reply.code(statusCodeOf(outcome, queued)).send()
       },
       onSend (request, reply, payload, done) {
         if (closing) reply.header('connection', 'close')
@@ -143,6 +126,19 @@ export function registerRoute (
   }, options.context)
 
   return registered
+}
+
+function acceptAll (): true {
+  return true
+}
+
+/**
+ * 204 once handled, 202 while the listeners are still to run. With a queue
+ * a duplicate is 202 too: the run it duplicates may still wait for a worker.
+ */
+function statusCodeOf (outcome: Outcome, queued: boolean): 202 | 204 {
+  if (outcome === 'duplicate') return queued ? 202 : 204
+  return outcome === 'delivered' ? 204 : 202
 }
 
 async function refuseMethod (request: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -1,10 +1,9 @@
 import { createRequire } from 'node:module'
 import {
-  context, createContextKey, createNoopMeter, metrics, propagation, ProxyTracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, ValueType,
-  type Attributes, type Context, type Counter, type Histogram, type Link, type ObservableCallback, type Span, type Tracer
+  context, createContextKey, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, ValueType,
+  type Attributes, type Context, type Counter, type Histogram, type Link, type Meter, type MeterProvider, type ObservableCallback, type Span, type Tracer
 } from '@opentelemetry/api'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Delivery, DeliveryMiddleware, Outcome } from './delivery/step.js'
 import type { RunListeners } from './listeners.js'
 import { RUN_STATUSES, type RunWebhook } from './schemas.js'
 
@@ -92,6 +91,31 @@ interface Instruments {
   runDuration: Histogram
 }
 
+function createInstruments (meter: Meter): Instruments {
+  return {
+    deliveries: meter.createCounter(TELEMETRY_NAMES.deliveries, {
+      description: 'Requests to the webhook route, by outcome and run status',
+      unit: '{delivery}',
+      valueType: ValueType.INT
+    }),
+    listenerDuration: meter.createHistogram(TELEMETRY_NAMES.listenerDuration, {
+      description: "How long a delivery's matching listeners took to settle (they run concurrently)",
+      unit: 's',
+      advice: { explicitBucketBoundaries: SHORT_BUCKETS }
+    }),
+    deliveryLag: meter.createHistogram(TELEMETRY_NAMES.deliveryLag, {
+      description: 'From webhook_sent_at to the delivery reaching the plugin',
+      unit: 's',
+      advice: { explicitBucketBoundaries: SHORT_BUCKETS }
+    }),
+    runDuration: meter.createHistogram(TELEMETRY_NAMES.runDuration, {
+      description: 'From run_started_at to run_ended_at of a delivered run',
+      unit: 's',
+      advice: { explicitBucketBoundaries: LONG_BUCKETS }
+    })
+  }
+}
+
 const DELIVERY_TRACE = createContextKey('fastify-langgraph-webhooks delivery')
 const kTrace = Symbol('fastify-langgraph-webhooks trace')
 
@@ -102,17 +126,18 @@ interface TracedRequest extends FastifyRequest {
 /**
  * One delivery's span and what it learns on the way: run attributes once
  * the body is valid, the outcome or the error of the reply. It ends once
- * the reply went out and the work it started has settled (listeners that
+ * the reply went out and the work it waits for has settled (listeners that
  * go on after a 202), except after a listener timeout, when nothing waits
  * for them any more.
  */
-class DeliveryTrace {
+export class DeliveryTrace {
   readonly span: Span
   readonly context: Context
   readonly #instruments: Instruments
   #status: string | undefined
   #outcome: string | undefined
   #code: string | undefined
+  #error: unknown
   #errorStatusCode: number | undefined
   #statusCode: number | undefined
   #listenerError: unknown
@@ -120,21 +145,27 @@ class DeliveryTrace {
   #replied = false
   #abandoned = false
   #ended = false
+  /** A job's run was counted when the route queued it. */
   readonly #counted: boolean
+  /** Ended by the delivery alone: no request replies for it. */
+  readonly #own: boolean
 
-  constructor (tracer: Tracer, instruments: Instruments, name: string, parent: Context, attributes: Attributes, job?: { links: Link[] }) {
+  constructor (tracer: Tracer, instruments: Instruments, name: string, parent: Context, attributes: Attributes, kind: 'request' | 'own' | { links: Link[] }) {
     // Under an HTTP server span (instrumentation-http, @fastify/otel) this is
     // part of the request; without one, it is the server side of the request.
-    const kind = job !== undefined ? SpanKind.CONSUMER : trace.getSpan(parent) === undefined ? SpanKind.SERVER : SpanKind.INTERNAL
-    this.span = tracer.startSpan(name, { kind, attributes, links: job?.links }, parent)
+    const spanKind = typeof kind === 'object' ? SpanKind.CONSUMER : trace.getSpan(parent) === undefined ? SpanKind.SERVER : SpanKind.INTERNAL
+    this.span = tracer.startSpan(name, { kind: spanKind, attributes, links: typeof kind === 'object' ? kind.links : undefined }, parent)
     this.context = trace.setSpan(parent, this.span).setValue(DELIVERY_TRACE, this)
     this.#instruments = instruments
-    // A job's run was counted when the route queued it.
-    this.#counted = job === undefined
+    this.#counted = typeof kind !== 'object'
+    this.#own = kind !== 'request'
   }
 
+  /** The run's attributes, and its delivery lag. */
   run (run: RunWebhook<unknown>, reconciled: boolean): void {
     this.#status = boundedStatus(run.status)
+    const lag = seconds(Date.parse(run.webhook_sent_at), Date.now())
+    if (lag !== undefined) this.#instruments.deliveryLag.record(lag, { [RUN_STATUS]: this.#status })
     if (!this.span.isRecording()) return
     const attributes: Attributes = {
       [RUN_ID]: run.run_id,
@@ -146,18 +177,25 @@ class DeliveryTrace {
     this.span.setAttributes(attributes)
   }
 
-  delivered (outcome: string): void {
+  /** The delivery's outcome; a run handled (not a duplicate) records its duration. */
+  delivered (outcome: string, run?: RunWebhook<unknown>): void {
     this.#outcome = outcome
+    if (run === undefined || outcome === 'duplicate') return
+    const duration = seconds(Date.parse(run.run_started_at as string), Date.parse(run.run_ended_at as string))
+    if (duration !== undefined) this.#instruments.runDuration.record(duration, { [RUN_STATUS]: this.#status })
   }
 
-  failed (error: Partial<FastifyError>): void {
-    this.#code = error.code
-    this.#errorStatusCode = error.statusCode ?? 500
-    if (error.code === 'FST_LANGGRAPH_WEBHOOKS_LISTENER_TIMEOUT') this.#abandoned = true
+  failed (error: unknown): void {
+    // A request's error reaches both the delivery and the route's onError hook: recorded once.
+    if (error === this.#error) return
+    this.#error = error
+    const { code, statusCode, message, cause } = error as Partial<FastifyError>
+    this.#code = code
+    this.#errorStatusCode = statusCode ?? 500
     if (this.#errorStatusCode < 500) return
-    this.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message })
+    this.span.setStatus({ code: SpanStatusCode.ERROR, message })
     // The listeners' own errors were recorded as they failed.
-    if (this.#listenerError !== undefined && (error === this.#listenerError || error.cause === this.#listenerError)) return
+    if (this.#listenerError !== undefined && (error === this.#listenerError || cause === this.#listenerError)) return
     this.span.recordException(error as Error)
   }
 
@@ -182,12 +220,31 @@ class DeliveryTrace {
     this.span.setStatus({ code: SpanStatusCode.ERROR, message: 'run webhook listeners failed' })
   }
 
-  hold (): void {
+  /** The span stays open until `work` settles (listeners going on after the reply). */
+  wait (work: Promise<unknown>): void {
     this.#pending++
+    const done = (): void => {
+      this.#pending--
+      this.#settle()
+    }
+    work.then(done, done)
   }
 
-  release (): void {
+  /** The listeners timed out: the span ends with the reply, whatever they do later. */
+  abandon (): void {
+    this.#abandoned = true
+  }
+
+  /** A delivery began: the span stays open until it settles. */
+  begin (): this {
+    this.#pending++
+    return this
+  }
+
+  /** The delivery settled; a span of its own has no reply to wait for. */
+  settled (): void {
     this.#pending--
+    if (this.#own) this.#replied = true
     this.#settle()
   }
 
@@ -228,10 +285,12 @@ export interface TracedJob {
 export interface Telemetry {
   /** Adds the hooks that give every request to the route its span; call it first in the route's context. */
   instrument (route: FastifyInstance): void
-  /** The delivery step, with run attributes on the span, run inside its context (listeners included). */
-  traced: DeliveryMiddleware
+  /** The delivery's trace: its request's, or one of its own (a reconciled run); none without an SDK. */
+  trace (request: FastifyRequest | undefined): DeliveryTrace | undefined
+  /** Runs `work` inside the trace's context, so that the listeners' spans are its children. */
+  within<T> (trace: DeliveryTrace | undefined, work: () => Promise<T>): Promise<T>
   /** The listeners, timed; a failure is recorded on the delivery's span. */
-  timed (listeners: Pick<RunListeners, 'receive'>): Pick<RunListeners, 'receive'>
+  timed (listeners: Pick<RunListeners, 'dispatch'>): Pick<RunListeners, 'dispatch'>
   /** The active trace context as propagation headers, to store in a job; undefined when there is none. */
   carrier (): Record<string, string> | undefined
   /** A queue worker's processing of a job: a span linked to the delivery's, the listeners inside it. */
@@ -240,55 +299,44 @@ export interface Telemetry {
   observeQueue<State extends string> (name: string, counts: () => Promise<Record<State, number>>): () => void
 }
 
-const DISABLED: Telemetry = {
-  instrument () {},
-  traced: (next) => next,
-  timed: (listeners) => listeners,
-  carrier: () => undefined,
-  processing: (process) => process,
-  observeQueue: () => () => {}
+/** The no-op providers' class names, the same in every version of the API: no SDK is registered. */
+const NOOP = /^Noop(Tracer|Meter)Provider$/
+
+function registered (provider: object): boolean {
+  // The trace API hands out a proxy; what it delegates to tells.
+  const delegate = (provider as { getDelegate?: () => object }).getDelegate?.() ?? provider
+  return !NOOP.test(delegate.constructor.name)
 }
 
 /**
- * Traces and metrics through `@opentelemetry/api`, decided at registration:
- * the SDK must be started first (the metrics API has no proxy to pick up a
- * later one). Without one, the route gets nothing added, not even the API's
- * no-op calls.
+ * Traces and metrics through `@opentelemetry/api`, looked up at each
+ * delivery: an SDK registered after the plugin still gets them, and
+ * without one the route gets nothing but that look-up.
  */
 export function createTelemetry (): Telemetry {
-  const tracer = trace.getTracer(NAME, VERSION)
-  const meter = metrics.getMeter(NAME, VERSION)
-  // A ProxyTracer is what the API hands out while no tracer provider is registered.
-  if (tracer instanceof ProxyTracer && meter === createNoopMeter()) return DISABLED
-  const instruments: Instruments = {
-    deliveries: meter.createCounter(TELEMETRY_NAMES.deliveries, {
-      description: 'Requests to the webhook route, by outcome and run status',
-      unit: '{delivery}',
-      valueType: ValueType.INT
-    }),
-    listenerDuration: meter.createHistogram(TELEMETRY_NAMES.listenerDuration, {
-      description: "How long a delivery's matching listeners took to settle (they run concurrently)",
-      unit: 's',
-      advice: { explicitBucketBoundaries: SHORT_BUCKETS }
-    }),
-    deliveryLag: meter.createHistogram(TELEMETRY_NAMES.deliveryLag, {
-      description: 'From webhook_sent_at to the delivery reaching the plugin',
-      unit: 's',
-      advice: { explicitBucketBoundaries: SHORT_BUCKETS }
-    }),
-    runDuration: meter.createHistogram(TELEMETRY_NAMES.runDuration, {
-      description: 'From run_started_at to run_ended_at of a delivered run',
-      unit: 's',
-      advice: { explicitBucketBoundaries: LONG_BUCKETS }
-    })
+  let meterProvider: MeterProvider | undefined
+  let instruments: Instruments | undefined
+
+  /** The instruments of the registered meter provider, or undefined without an SDK. */
+  function current (): { tracer: Tracer, instruments: Instruments } | undefined {
+    const tracing = registered(trace.getTracerProvider())
+    const provider = metrics.getMeterProvider()
+    if (!tracing && !registered(provider)) return undefined
+    if (provider !== meterProvider) {
+      meterProvider = provider
+      instruments = createInstruments(provider.getMeter(NAME, VERSION))
+    }
+    return { tracer: trace.getTracer(NAME, VERSION), instruments: instruments! }
   }
 
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    const on = current()
+    if (on === undefined) return done()
     let parent = context.active()
     // Without an instrumentation above us, a caller's traceparent still counts.
     if (trace.getSpan(parent) === undefined) parent = propagation.extract(parent, request.headers)
     const attributes = { [HTTP_METHOD]: request.method, [HTTP_ROUTE]: request.routeOptions.url }
-    const traced = new DeliveryTrace(tracer, instruments, TELEMETRY_NAMES.receiveSpan, parent, attributes)
+    const traced = new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.receiveSpan, parent, attributes, 'request')
     ;(request as TracedRequest)[kTrace] = traced
     // Once, whatever happened: the reply sent, the sender gone, the socket timed out.
     reply.raw.once('close', () => { traced.replied(reply.raw.writableEnded ? reply.statusCode : undefined) })
@@ -307,50 +355,32 @@ export function createTelemetry (): Telemetry {
       route.addHook('onError', onError)
     },
 
-    traced: (next) => async function traced (delivery: Delivery) {
-      const request = delivery.request as TracedRequest | undefined
-      // A delivery without a request (a reconciled run) has a span of its own.
-      const own = request?.[kTrace] == null
-      const traced = own ? new DeliveryTrace(tracer, instruments, TELEMETRY_NAMES.deliverSpan, context.active(), {}) : request![kTrace]!
-      const { run } = delivery
-      const status = boundedStatus(run.status)
-      traced.run(run, delivery.reconciled)
-      const lag = seconds(Date.parse(run.webhook_sent_at), Date.now())
-      if (lag !== undefined) instruments.deliveryLag.record(lag, { [RUN_STATUS]: status })
-      traced.hold()
-      if (own) traced.replied(undefined)
-      let outcome: Outcome
-      try {
-        outcome = await context.with(traced.context, next, undefined, delivery)
-      } catch (error) {
-        // A request's error also reaches its onError hook; record it once.
-        if (own) traced.failed(error as FastifyError)
-        traced.release()
-        throw error
-      }
-      traced.delivered(outcome)
-      const runDuration = outcome === 'duplicate' ? undefined : seconds(Date.parse(run.run_started_at as string), Date.parse(run.run_ended_at as string))
-      if (runDuration !== undefined) instruments.runDuration.record(runDuration, { [RUN_STATUS]: status })
-      traced.release()
-      return outcome
+    trace (request) {
+      if (request !== undefined) return (request as TracedRequest)[kTrace]?.begin()
+      const on = current()
+      return on === undefined ? undefined : new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.deliverSpan, context.active(), {}, 'own').begin()
+    },
+
+    within (traced, work) {
+      return traced === undefined ? work() : context.with(traced.context, work)
     },
 
     timed (listeners) {
       return {
-        async receive (run, runContext) {
+        async dispatch (run, runContext) {
+          const on = current()
+          if (on === undefined) return await listeners.dispatch(run, runContext)
           const traced = context.active().getValue(DELIVERY_TRACE) as DeliveryTrace | undefined
           const started = performance.now()
           const attributes: Attributes = { [RUN_STATUS]: boundedStatus(run.status) }
-          traced?.hold()
           try {
-            await listeners.receive(run, runContext)
+            await listeners.dispatch(run, runContext)
           } catch (error) {
             attributes[ERROR_TYPE] = 'listener_failed'
             traced?.listenersFailed(error)
             throw error
           } finally {
-            instruments.listenerDuration.record((performance.now() - started) / 1000, attributes)
-            traced?.release()
+            on.instruments.listenerDuration.record((performance.now() - started) / 1000, attributes)
           }
         }
       }
@@ -363,27 +393,27 @@ export function createTelemetry (): Telemetry {
     },
 
     processing: (process) => async function processing (job) {
+      const on = current()
+      if (on === undefined) return await process(job)
       const { run, reconciled, trace: carried } = job.data
       // Linked, not a child: the delivery's trace ended with its 202.
       const delivery = carried === undefined ? undefined : trace.getSpanContext(propagation.extract(ROOT_CONTEXT, carried))
       const links = delivery === undefined ? [] : [{ context: delivery }]
-      const traced = new DeliveryTrace(tracer, instruments, TELEMETRY_NAMES.processSpan, context.active(), { [ATTEMPT]: job.attemptsStarted }, { links })
+      const traced = new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.processSpan, context.active(), { [ATTEMPT]: job.attemptsStarted }, { links })
       traced.run(run, reconciled)
-      traced.hold()
-      traced.replied(undefined)
       try {
         await context.with(traced.context, process, undefined, job)
+        traced.delivered('delivered')
       } catch (error) {
         traced.jobFailed(error)
-        traced.release()
         throw error
+      } finally {
+        traced.replied(undefined)
       }
-      traced.delivered('delivered')
-      traced.release()
     },
 
     observeQueue (name, counts) {
-      const gauge = meter.createObservableGauge(TELEMETRY_NAMES.queueJobs, {
+      const gauge = metrics.getMeter(NAME, VERSION).createObservableGauge(TELEMETRY_NAMES.queueJobs, {
         description: 'Jobs in the run webhook queue, by state',
         unit: '{job}',
         valueType: ValueType.INT

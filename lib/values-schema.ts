@@ -2,9 +2,8 @@ import { Kind, type Static, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 /** @ts-ignore `typebox` (TypeBox 1.x) is an optional peer: without it this type is `any`, and only a TypeBox 1.x schema reaches it */
 import type { StaticDecode as TypeBoxStaticDecode } from 'typebox'
-import type { Delivery, DeliveryMiddleware } from './delivery/step.js'
 import { InvalidOptionError, InvalidRunError } from './errors.js'
-import { describe } from './validation.js'
+import { describe } from './schemas.js'
 
 /**
  * The Standard Schema v1 interface (https://standardschema.dev), declared
@@ -169,30 +168,20 @@ function summarize (issues: string[]): string {
 }
 
 /**
- * The step after the body's own validation: `run.values`, when present, must
- * match the `valuesSchema`, and listeners get the schema's output. It runs
- * in the delivery rather than in Fastify's body validator, which cannot
- * wait for an asynchronous validator.
+ * `run.values` checked against the `valuesSchema`: the schema's output, or
+ * a 400 naming the failing fields. It runs in `receive` rather than in
+ * Fastify's body validator, which cannot wait for an asynchronous validator.
  */
-export function checkingValues (validate: ValuesValidator | undefined): DeliveryMiddleware {
-  return (next) => validate === undefined
-    ? next
-    : async function checkValues (delivery: Delivery) {
-      const run = delivery.run
-      if (run.values != null) {
-        let result: ValuesResult
-        try {
-          const answer = validate(run.values)
-          result = answer instanceof Promise ? await answer : answer
-        } catch (error) {
-          // A recursive schema recurses as deep as the body: a body nested deep
-          // enough overflows the stack, which is the sender's fault.
-          if (error instanceof RangeError) throw new InvalidRunError('values are nested too deeply to validate')
-          throw error
-        }
-        if ('issues' in result) throw new InvalidRunError(summarize(result.issues))
-        run.values = result.value
-      }
-      return next(delivery)
-    }
+export async function checkValues (validate: ValuesValidator, values: unknown): Promise<unknown> {
+  let result: ValuesResult
+  try {
+    result = await validate(values)
+  } catch (error) {
+    // A recursive schema recurses as deep as the body: a body nested deep
+    // enough overflows the stack, which is the sender's fault.
+    if (error instanceof RangeError) throw new InvalidRunError('values are nested too deeply to validate')
+    throw error
+  }
+  if ('issues' in result) throw new InvalidRunError(summarize(result.issues))
+  return result.value
 }

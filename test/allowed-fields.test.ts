@@ -10,7 +10,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import langgraphWebhooks, { RUN_WEBHOOK_FIELDS, RunWebhookSchema, runWebhookSchemaFor, type RunWebhookField } from '../lib/index.js'
 import { RUN_KEY_FIELDS, requireRunFields } from '../lib/options.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
-import { createRunValidator } from '../lib/validation.js'
+import { createRunValidator } from '../lib/schemas.js'
 import { TOKEN, buildApp, pythonServerBody } from './helpers/app.js'
 
 const STRIPPED: RunWebhookField[] = ['run_id', 'status', 'values', 'error', 'webhook_sent_at']

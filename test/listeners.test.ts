@@ -13,24 +13,30 @@ test('on() refuses what is not a listener or a status', async (t) => {
   t.throws(() => listeners.on(42, () => {}), /give a run status/)
 })
 
-test('count() tells how many listeners a status reaches; off() removes exactly one subscription', async (t) => {
+test('a status listed twice subscribes once; off() removes exactly one subscription', async (t) => {
   const listeners = new RunListeners()
-  const listener = () => {}
-  const offAll = listeners.on(listener)
-  const offTwice = listeners.on(['success', 'success', 'error'], listener)
-  const offAgain = listeners.on('success', listener)
-  t.equal(listeners.count('success'), 3, 'a status listed twice subscribes once')
-  t.equal(listeners.count('error'), 2)
-  t.equal(listeners.count('timeout'), 1)
+  const calls: string[] = []
+  const offAll = listeners.on(() => { calls.push('all') })
+  const offTwice = listeners.on(['success', 'success', 'error'], () => { calls.push('listed') })
+  const same = (): void => { calls.push('same') }
+  const offAgain = listeners.on('success', same)
+  listeners.on('success', same)
+  const reached = async (status: string): Promise<string[]> => {
+    calls.length = 0
+    await listeners.dispatch(buildRunWebhook({ status: status as 'success' }), context)
+    return [...calls].sort()
+  }
+  t.same(await reached('success'), ['all', 'listed', 'same', 'same'], 'a status listed twice subscribes once')
+  t.same(await reached('error'), ['all', 'listed'])
+  t.same(await reached('timeout'), ['all'])
   offAgain()
-  t.equal(listeners.count('success'), 2, 'the same function subscribed twice: one unsubscribe leaves the other')
+  t.same(await reached('success'), ['all', 'listed', 'same'], 'the same function subscribed twice: one unsubscribe leaves the other')
   offTwice()
   offAll()
-  t.equal(listeners.count('success'), 0)
-  t.equal(listeners.count('error'), 0)
+  t.same(await reached('error'), [])
 })
 
-test('receive() runs matching listeners concurrently and gathers failures into one AggregateError', async (t) => {
+test('dispatch() runs matching listeners concurrently and gathers failures into one AggregateError', async (t) => {
   const listeners = new RunListeners()
   const events: string[] = []
   listeners.on(async () => {
@@ -45,46 +51,48 @@ test('receive() runs matching listeners concurrently and gathers failures into o
   listeners.on(['error'], () => { throw new Error('thrown') })
   listeners.on('success', () => { events.push('not reached') })
   const run = buildRunWebhook({ status: 'error', error: 'x' })
-  const outcome = listeners.receive(run, context)
-  if (!(outcome instanceof Promise)) throw new Error('receive() answered at once although a listener returned a promise')
-  const error = await outcome.then(() => undefined, (e: unknown) => e) as AggregateError
+  const error = await listeners.dispatch(run, context).then(() => undefined, (e: unknown) => e) as AggregateError
   t.ok(error instanceof AggregateError)
   t.equal(error.message, `2 listeners failed for run ${run.run_id} (error)`)
   t.same(error.errors.map((e: Error) => e.message).sort(), ['rejected', 'thrown'])
   t.same(events, ['slow start', 'fast', 'slow end'], 'the slow listener did not hold the others back, and was awaited')
 })
 
-test('receive() answers synchronous listeners without a promise, and rejects for a synchronous throw', async (t) => {
+test('dispatch() runs synchronous listeners before it returns, and rejects for a synchronous throw', async (t) => {
   const listeners = new RunListeners()
-  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'no listener: nothing to wait for')
+  await listeners.dispatch(buildRunWebhook(), context)
   let calls = 0
   listeners.on(() => { calls++ })
-  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'one synchronous listener: no promise')
+  const one = listeners.dispatch(buildRunWebhook(), context)
+  t.equal(calls, 1, 'one synchronous listener ran before dispatch() returned')
+  await one
   listeners.on('success', () => 'a value')
-  t.equal(listeners.receive(buildRunWebhook(), context), undefined, 'two synchronous listeners: no promise')
-  t.equal(calls, 2, 'each synchronous listener ran before receive() returned')
+  await listeners.dispatch(buildRunWebhook(), context)
+  t.equal(calls, 2)
   listeners.on(() => { throw new Error('sync') })
-  await t.rejects(async () => await listeners.receive(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  await t.rejects(listeners.dispatch(buildRunWebhook(), context), { message: /1 listener failed for run/ })
   const single = new RunListeners()
   const off = single.on(() => { throw new Error('alone') })
-  await t.rejects(async () => await single.receive(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  await t.rejects(single.dispatch(buildRunWebhook(), context), { message: /1 listener failed for run/ })
   off()
   single.on(async () => { throw new Error('later') })
-  const rejected = await single.receive(buildRunWebhook(), context)?.then(() => undefined, (e: unknown) => e) as AggregateError
+  const rejected = await single.dispatch(buildRunWebhook(), context).then(() => undefined, (e: unknown) => e) as AggregateError
   t.ok(rejected instanceof AggregateError, 'one listener that rejects: an AggregateError too')
   t.same(rejected.errors.map((e: Error) => e.message), ['later'])
 })
 
-test('receive() awaits thenables that are not native promises', async (t) => {
+test('dispatch() awaits thenables that are not native promises', async (t) => {
   const listeners = new RunListeners()
   let settled = false
   listeners.on(() => ({ then (resolve: () => void) { setTimeout(() => { settled = true; resolve() }, 10) } }))
-  await listeners.receive(buildRunWebhook(), context)
+  await listeners.dispatch(buildRunWebhook(), context)
   t.ok(settled)
-  const fn = Object.assign(() => {}, { then: (resolve: () => void) => resolve() })
+  let called = false
+  const fn = Object.assign(() => {}, { then: (resolve: () => void) => { called = true; resolve() } })
   const other = new RunListeners()
   other.on(() => fn)
-  t.ok(other.receive(buildRunWebhook(), context) instanceof Promise, 'a thenable function counts too')
+  await other.dispatch(buildRunWebhook(), context)
+  t.ok(called, 'a thenable function is awaited too')
 })
 
 test('a listener that unsubscribes during a delivery does not disturb the others', async (t) => {
@@ -92,7 +100,7 @@ test('a listener that unsubscribes during a delivery does not disturb the others
   const seen: string[] = []
   const off = listeners.on(() => { seen.push('once'); off() })
   listeners.on(() => { seen.push('always') })
-  listeners.receive(buildRunWebhook(), context)
-  listeners.receive(buildRunWebhook(), context)
+  await listeners.dispatch(buildRunWebhook(), context)
+  await listeners.dispatch(buildRunWebhook(), context)
   t.same(seen, ['once', 'always', 'always'])
 })

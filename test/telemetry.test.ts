@@ -12,8 +12,8 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { MeterProvider, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import langgraphWebhooks, { maskTokenInUrl, type DedupeStore, type LanggraphWebhooksOptions, type RunContext, type RunWebhook } from '../lib/index.js'
-import { RunDelivery } from '../lib/delivery/delivery.js'
-import { createTelemetry, type TracedJob } from '../lib/telemetry.js'
+import type { Outcome } from '../lib/receive.js'
+import { createTelemetry, type Telemetry, type TracedJob } from '../lib/telemetry.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { jsServerBody } from './helpers/app.js'
 
@@ -81,6 +81,24 @@ function counts (data: MetricData): Record<string, number> {
 }
 
 const RUN_ATTRIBUTES = ['langgraph.run.id', 'langgraph.thread.id', 'langgraph.assistant.id', 'langgraph.run.status']
+
+/** A delivery without a request, traced as receive() traces one: `step` runs inside its span. */
+function traced (telemetry: Telemetry, step: () => Promise<Outcome>) {
+  return async (run: RunWebhook, reconciled = true): Promise<Outcome> => {
+    const trace = telemetry.trace(undefined)!
+    try {
+      trace.run(run, reconciled)
+      const outcome = await telemetry.within(trace, step)
+      trace.delivered(outcome, run)
+      return outcome
+    } catch (error) {
+      trace.failed(error)
+      throw error
+    } finally {
+      trace.settled()
+    }
+  }
+}
 
 test('a delivered run: one span with the run and the outcome', async (t) => {
   exporter.reset()
@@ -305,14 +323,13 @@ test("a caller's traceparent is the parent when no instrumentation made a span",
 
 test('a delivery without a request (a reconciled run) has a span of its own', async (t) => {
   exporter.reset()
-  const { traced } = createTelemetry()
+  const telemetry = createTelemetry()
   const run = buildRunWebhook({ status: 'interrupted' })
-  const log = Fastify().log
   let active: string | undefined
-  const outcome = await traced(async () => {
+  const outcome = await traced(telemetry, async () => {
     active = trace.getActiveSpan()?.spanContext().spanId
     return 'delivered' as const
-  })(new RunDelivery(run, log, undefined, true))
+  })(run)
   t.equal(outcome, 'delivered')
   const span = onlySpan(t)
   t.equal(span.name, 'langgraph.run.deliver')
@@ -322,16 +339,16 @@ test('a delivery without a request (a reconciled run) has a span of its own', as
 
   const failure = Object.assign(new Error('store down'), { code: 'FST_LANGGRAPH_WEBHOOKS_DEDUPE_UNAVAILABLE', statusCode: 503 })
   exporter.reset()
-  await t.rejects(async () => await traced(async () => { throw failure })(new RunDelivery(run, log, undefined, true)), failure)
+  await t.rejects(traced(telemetry, async () => { throw failure })(run), failure)
   const failed = onlySpan(t)
   t.equal(failed.attributes['langgraph.webhook.outcome'], 'store_unavailable')
   t.equal(failed.status.code, SpanStatusCode.ERROR)
   exporter.reset()
-  await t.rejects(async () => await traced(async () => { throw new Error('a bug') })(new RunDelivery(run, log, undefined, true)))
+  await t.rejects(traced(telemetry, async () => { throw new Error('a bug') })(run))
   t.equal(onlySpan(t).attributes['langgraph.webhook.outcome'], 'error', 'an error without a code is an error')
   exporter.reset()
   const odd = Object.assign(new Error('odd'), { code: `E_${crypto.randomUUID()}` })
-  await t.rejects(async () => await traced(async () => { throw odd })(new RunDelivery(run, log, undefined, true)))
+  await t.rejects(traced(telemetry, async () => { throw odd })(run))
   t.equal(onlySpan(t).attributes['error.type'], odd.code, 'the span has the code')
   const types = (await metric('langgraph.webhook.deliveries')).dataPoints.map((point) => point.attributes['error.type'])
   t.ok(types.includes('_OTHER') && !types.includes(odd.code), 'a metric has _OTHER for a code outside the known ones')
@@ -340,11 +357,11 @@ test('a delivery without a request (a reconciled run) has a span of its own', as
 test('the steps on their own: partial runs, odd errors, listeners outside a delivery', async (t) => {
   freshMetrics()
   exporter.reset()
-  const { traced, timed } = createTelemetry()
-  const log = Fastify().log
+  const telemetry = createTelemetry()
+  const { timed } = telemetry
   // As with a stripped body (the server's allowed_fields): no status, no end time.
   const partial = { ...buildRunWebhook(), run_ended_at: null, status: undefined } as unknown as RunWebhook
-  await traced(async () => 'delivered' as const)(new RunDelivery(partial, log, undefined, true))
+  await traced(telemetry, async () => 'delivered' as const)(partial)
   const span = onlySpan(t)
   t.notOk('langgraph.run.status' in span.attributes)
   t.same(counts(await metric('langgraph.webhook.deliveries')), { 'delivered/-': 1 })
@@ -352,18 +369,18 @@ test('the steps on their own: partial runs, odd errors, listeners outside a deli
 
   exporter.reset()
   const conflict = Object.assign(new Error('conflict'), { statusCode: 409 })
-  await t.rejects(async () => await traced(async () => { throw conflict })(new RunDelivery(buildRunWebhook(), log, undefined, true)))
+  await t.rejects(traced(telemetry, async () => { throw conflict })(buildRunWebhook()))
   t.equal(onlySpan(t).attributes['langgraph.webhook.outcome'], 'refused', 'another 4xx: refused')
 
   // Listeners of another source (a worker, say) that fail with one error, or a thrown string.
   exporter.reset()
-  const listeners = (error: unknown) => timed({ receive: async () => { throw error } })
+  const listeners = (error: unknown) => timed({ dispatch: async () => { throw error } })
   const run = buildRunWebhook()
-  await t.rejects(async () => await traced(async (delivery) => { await listeners(new Error('plain')).receive(delivery.run, {} as RunContext); return 'delivered' as const })(new RunDelivery(run, log)))
-  await t.rejects(async () => await traced(async (delivery) => { await listeners(new AggregateError(['a string'])).receive(delivery.run, {} as RunContext); return 'delivered' as const })(new RunDelivery(run, log)))
+  await t.rejects(traced(telemetry, async () => { await listeners(new Error('plain')).dispatch(run, {} as RunContext); return 'delivered' as const })(run, false))
+  await t.rejects(traced(telemetry, async () => { await listeners(new AggregateError(['a string'])).dispatch(run, {} as RunContext); return 'delivered' as const })(run, false))
   t.same(ours().map((one) => one.events.map((event) => event.attributes?.['exception.message'])), [['plain'], ['a string']])
   exporter.reset()
-  await t.rejects(async () => await listeners(new Error('outside')).receive(run, {} as RunContext), { message: 'outside' })
+  await t.rejects(listeners(new Error('outside')).dispatch(run, {} as RunContext), { message: 'outside' })
   t.same(ours(), [], 'outside a delivery: timed, no span')
   const durations = (await metric('langgraph.webhook.listener.duration')).dataPoints as Array<DataPoint<Histogram>>
   t.equal(durations.reduce((sum, point) => sum + point.value.count, 0), 3)
@@ -373,13 +390,14 @@ test('without an SDK nothing is added; with metrics alone, deliveries are counte
   trace.disable()
   metrics.disable()
   t.teardown(() => { trace.setGlobalTracerProvider(tracerProvider) })
-  const next = async () => 'delivered' as const
   const disabled = createTelemetry()
-  t.equal(disabled.traced(next), next, 'the delivery step is not wrapped')
-  const listeners = { receive: async () => {} }
-  t.equal(disabled.timed(listeners), listeners, 'nor are the listeners')
-  const process = async () => {}
-  t.equal(disabled.processing(process), process, 'nor the processing of queued jobs')
+  t.equal(disabled.trace(undefined), undefined, 'no span for a delivery')
+  let dispatched = 0
+  await disabled.timed({ dispatch: async () => { dispatched++ } }).dispatch(buildRunWebhook(), {} as RunContext)
+  t.equal(dispatched, 1, 'listeners run, untimed')
+  let processed = 0
+  await disabled.processing(async () => { processed++ })({ data: { run: buildRunWebhook(), reconciled: false }, attemptsStarted: 1 })
+  t.equal(processed, 1, 'jobs are processed, untraced')
   t.equal(disabled.carrier(), undefined)
   disabled.observeQueue('q', async () => ({}))()
 
@@ -394,6 +412,20 @@ test('without an SDK nothing is added; with metrics alone, deliveries are counte
   t.same(counts(await metric('langgraph.webhook.deliveries')), { 'delivered/success': 1 })
 })
 
+test('an SDK registered after the plugin still gets spans and metrics', async (t) => {
+  trace.disable()
+  metrics.disable()
+  const app = await receiver(t)
+  t.equal((await deliverRun(app, buildRunWebhook(), { token: TOKEN })).statusCode, 204)
+  trace.setGlobalTracerProvider(tracerProvider)
+  freshMetrics()
+  exporter.reset()
+  const run = buildRunWebhook()
+  t.equal((await deliverRun(app, run, { token: TOKEN })).statusCode, 204)
+  t.equal(onlySpan(t).attributes['langgraph.run.id'], run.run_id, 'the span of a delivery after the SDK started')
+  t.same(counts(await metric('langgraph.webhook.deliveries')), { 'delivered/success': 1 }, 'and its count')
+})
+
 test('a queued run: its trace context carried in the job, the worker span linked to the delivery', async (t) => {
   freshMetrics()
   exporter.reset()
@@ -402,20 +434,20 @@ test('a queued run: its trace context carried in the job, the worker span linked
   const run = buildRunWebhook({ status: 'error', error: 'boom' })
   let carried: Record<string, string> | undefined
   // The queue step runs inside the delivery's span, as the route's does.
-  await telemetry.traced(async () => { carried = telemetry.carrier(); return 'queued' as const })(new RunDelivery(run, Fastify().log))
+  await traced(telemetry, async () => { carried = telemetry.carrier(); return 'queued' as const })(run, false)
   const delivery = onlySpan(t)
   t.same(Object.keys(carried ?? {}), ['traceparent'])
   t.notOk(JSON.stringify(carried).includes(TOKEN))
 
   let attempt = 0
   const listeners = telemetry.timed({
-    receive: async () => {
+    dispatch: async () => {
       attempt++
       await tracer.startActiveSpan('listener work', async (span) => { span.end() })
       if (attempt === 1) throw new AggregateError([new Error('database down')], '1 listener failed')
     }
   })
-  const processRun = telemetry.processing(async (job: TracedJob) => { await listeners.receive(job.data.run, {} as RunContext) })
+  const processRun = telemetry.processing(async (job: TracedJob) => { await listeners.dispatch(job.data.run, {} as RunContext) })
   for (const attemptsStarted of [1, 2]) {
     exporter.reset()
     const job: TracedJob = { data: { run, reconciled: false, trace: carried }, attemptsStarted }

@@ -7,7 +7,7 @@ import t from 'tap'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { RunWebhookSchema } from '../lib/schemas.js'
 import { buildRunWebhook } from '../lib/testing.js'
-import { createRunValidator } from '../lib/validation.js'
+import { createRunValidator } from '../lib/schemas.js'
 
 t.test('the compiled check walks no open object key by key', async (t) => {
   const code = TypeCompiler.Code(RunWebhookSchema, [], { language: 'javascript' })

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import type { DeliveryStep } from '../delivery/step.js'
+import type { StoreRun } from '../receive.js'
 import type { RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Telemetry } from '../telemetry.js'
@@ -14,8 +14,8 @@ import { createQueueStep } from './step.js'
 import { processRunJobs, startRunWorker, type RunWorkerHandle } from './worker.js'
 
 export interface StartedQueue {
-  /** The delivery step: store the run, reply 202. */
-  deliver: DeliveryStep
+  /** Stores a run as a job (the route then replies 202). */
+  store: StoreRun
   admin: RunQueue
   /** A new client to the queue's Redis (e.g. for pub/sub); connects on first use and is closed with the queue. */
   duplicateConnection(): Redis
@@ -44,7 +44,7 @@ export type QueueTelemetry = Pick<Telemetry, 'carrier' | 'processing' | 'observe
 
 export async function startQueue (
   options: ResolvedQueue,
-  listeners: Pick<RunListeners, 'receive'>,
+  listeners: Pick<RunListeners, 'dispatch'>,
   log: FastifyBaseLogger,
   telemetry: QueueTelemetry,
   peers: QueuePeers = PEERS
@@ -101,7 +101,7 @@ export async function startQueue (
   const unobserve = telemetry.observeQueue(options.name, () => admin.counts())
 
   return {
-    deliver: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
+    store: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
     admin,
     duplicateConnection: () => connection.duplicate(),
     redis: {

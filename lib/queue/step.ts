@@ -1,6 +1,8 @@
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
-import type { DeliveryStep } from '../delivery/step.js'
+import type { FastifyBaseLogger } from 'fastify'
+import type { StoreRun } from '../receive.js'
+import type { RunWebhook } from '../schemas.js'
 import { QueueUnavailableError } from '../errors.js'
 import { jobIdOf, serializedJobData, type RunJobData } from './job.js'
 import { withTimeout } from '../timeout.js'
@@ -24,20 +26,19 @@ export function createQueueStep (
   client: Redis,
   timeoutMs: number,
   carrier: () => Record<string, string> | undefined
-): DeliveryStep {
-  return async function enqueue (delivery) {
+): StoreRun {
+  return async function enqueue (run: RunWebhook<unknown>, reconciled: boolean, log: FastifyBaseLogger) {
     if (DISCONNECTED.has(client.status)) {
-      delivery.log.error({ redis: client.status }, 'the queue cannot store a run webhook: Redis is unreachable')
+      log.error({ redis: client.status }, 'the queue cannot store a run webhook: Redis is unreachable')
       throw new QueueUnavailableError()
     }
-    const { run } = delivery
     const jobId = jobIdOf(run.run_id, run.status)
     // Sent first on the connection that adds the job, so it sees the state
     // just before the add: whether this is a duplicate, in one round-trip.
     const existed = client.exists(queue.toKey(jobId))
     // The delivery's trace context, so that the worker's span links to it.
     const trace = carrier()
-    const data: RunJobData = trace === undefined ? { run, reconciled: delivery.reconciled } : { run, reconciled: delivery.reconciled, trace }
+    const data: RunJobData = trace === undefined ? { run, reconciled } : { run, reconciled, trace }
     // BullMQ serializes job data with JSON.stringify, before it sends anything:
     // a run nested too deep for it is stored serialized by the plugin instead.
     const added = queue.add(run.status, data, { jobId }).catch((error: unknown) => {
@@ -48,11 +49,11 @@ export function createQueueStep (
     try {
       [found] = await withTimeout(Promise.all([existed, added]), timeoutMs, () => new AddTimeoutError(`Redis did not store the job within ${timeoutMs} ms (is it reachable?)`))
     } catch (error) {
-      delivery.log.error({ err: error }, 'the queue failed to store a run webhook')
+      log.error({ err: error }, 'the queue failed to store a run webhook')
       throw new QueueUnavailableError({ cause: error })
     }
     if (found === 1) {
-      delivery.log.info('duplicate run webhook acknowledged: the run is already queued')
+      log.info('duplicate run webhook acknowledged: the run is already queued')
       return 'duplicate'
     }
     return 'queued'

@@ -33,11 +33,11 @@ class JobContext implements RunContext {
 }
 
 /** Runs a job's run through the listeners; a failure is retried by BullMQ, or ends in the failed set. */
-export function processRunJobs (listeners: Pick<RunListeners, 'receive'>, log: FastifyBaseLogger): RunJobProcessor {
+export function processRunJobs (listeners: Pick<RunListeners, 'dispatch'>, log: FastifyBaseLogger): RunJobProcessor {
   return async function processRun (job) {
     const context = new JobContext(job, log)
     try {
-      await listeners.receive(runOf(job.data), context)
+      await listeners.dispatch(runOf(job.data), context)
     } catch (error) {
       // A job added without `attempts` (by another producer) has one attempt.
       const last = !(job.attemptsMade + 1 < (job.opts.attempts as number))

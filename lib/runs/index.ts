@@ -1,16 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { prepareRun } from '../delivery/prepare.js'
-import type { DeliveryMiddleware, DeliveryStep } from '../delivery/step.js'
 import { REDIS_CONNECTION } from '../dedupe/redis.js'
 import { LanggraphNotConfiguredError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RunWebhook } from '../schemas.js'
-import type { RunValidator } from '../validation.js'
-import { trackRuns } from './middleware.js'
+import type { Receiver, RunTracking } from '../receive.js'
 import { Reconciler } from './reconcile.js'
 import { createRedisRelay, createRedisRunTracker, type RedisConnection, type RelayConnection } from './redis.js'
 import type { LanggraphRun, LanggraphStreamChunk, RunPayload } from './sdk.js'
-import { createMemoryRunTracker, type RunTracker } from './tracker.js'
+import { createMemoryRunTracker, type DeliveryPath, type RunTracker } from './tracker.js'
 import { RunWaiters, type WaitForRunOptions } from './waiters.js'
 
 /** `app.langgraphWebhooks.runs`: runs started with the webhook set, and tracked until a delivery of them is handled. */
@@ -22,10 +19,10 @@ export interface LanggraphRuns {
 }
 
 export interface Runs {
-  /** The middleware that resolves waiters and claims tracked runs. */
-  track: DeliveryMiddleware
-  /** Starts the reconciliation loop, which delivers through the whole pipeline. */
-  start (deliver: DeliveryStep, validate: RunValidator): void
+  /** What `receive` asks of tracking: one path per run, and the waiters. */
+  tracking: RunTracking
+  /** Starts the reconciliation loop, which delivers through `receive` as a webhook would. */
+  start (receive: Receiver['receive']): void
   waitForRun (runId: string, options?: WaitForRunOptions): Promise<RunWebhook<any>>
   runs: LanggraphRuns
   /** The webhook URL with its token. */
@@ -104,17 +101,34 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
     }
   }
 
+  const pathOf = (reconciled: boolean): DeliveryPath => reconciled ? 'reconcile' : 'webhook'
+  const tracking: RunTracking = {
+    claim: (runId, reconciled, owner) => tracker?.claim(runId, pathOf(reconciled), owner),
+    async settle (runId, reconciled, owner, handled) {
+      const path = pathOf(reconciled)
+      try {
+        await (handled ? tracker!.handled(runId, path) : tracker!.release(runId, path, owner))
+      } catch (error) {
+        // release: the claim expires by itself. handled: the listeners did run; a later reconciliation finds the run handled by dedupe.
+        log.error({ err: error, run_id: runId }, `the store of tracked runs failed to ${handled ? 'mark a run handled' : 'release a run'}`)
+      }
+    },
+    arrived (run, bytes, queued) {
+      if (!queued) return waiters.arrived(run, bytes)
+      waiters.heard(run, bytes)
+      waiters.publish(run)
+    }
+  }
+
   return {
-    track: trackRuns(waiters, tracker, queue !== undefined),
-    start (deliver, validate) {
+    tracking,
+    start (receive) {
       if (tracker === undefined) return
       const { client, reconcileEveryMs, reconcileAfterMs } = langgraph!
       reconciler = new Reconciler({
         tracker,
         client,
-        deliver,
-        validate,
-        prepare: (run) => prepareRun(run, options),
+        receive,
         log,
         reconcileEveryMs,
         // Due runs are found within half a period of being due.

@@ -1,20 +1,15 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { RunDelivery } from '../delivery/delivery.js'
-import type { DeliveryStep } from '../delivery/step.js'
 import { InvalidRunError } from '../errors.js'
+import type { Receiver } from '../receive.js'
 import type { RunWebhook } from '../schemas.js'
-import type { RunValidator } from '../validation.js'
 import type { LanggraphClient, LanggraphRun } from './sdk.js'
 import type { RunTracker, TrackedRun } from './tracker.js'
 
 export interface ReconcilerOptions {
   tracker: RunTracker
   client: LanggraphClient
-  /** The whole pipeline, as a webhook goes through it. */
-  deliver: DeliveryStep
-  /** What the route does to a webhook body before delivering it: mask the token, check the age. */
-  prepare: (run: RunWebhook<unknown>) => void
-  validate: RunValidator
+  /** The delivery path, as a webhook goes through it. */
+  receive: Receiver['receive']
   log: FastifyBaseLogger
   reconcileEveryMs: number
   /** How often the loop looks for due runs. */
@@ -76,7 +71,7 @@ export class Reconciler {
 
   /** Fetches one tracked run and, once it is terminal, delivers it. */
   async check (tracked: TrackedRun): Promise<void> {
-    const { client, tracker, deliver, prepare, validate, reconcileEveryMs } = this.#options
+    const { client, tracker, receive, reconcileEveryMs } = this.#options
     const log = this.#options.log.child({ run_id: tracked.runId, thread_id: tracked.threadId })
     let body: RunWebhook<unknown>
     try {
@@ -90,12 +85,9 @@ export class Reconciler {
     } catch (error) {
       return await this.#failed(tracked, error, log, 'could not be fetched from the LangGraph server')
     }
-    prepare(body)
     log.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
     try {
-      const invalid = validate(body)
-      if (invalid !== undefined) throw invalid
-      await deliver(new RunDelivery(body, this.#options.log, undefined, true))
+      await receive(body, { reconciled: true })
     } catch (error) {
       // Not a run, or its values failing the valuesSchema: no later check makes it pass.
       if (error instanceof InvalidRunError) return await this.#invalid(tracked, error, log)
