@@ -5,7 +5,8 @@
  */
 export function withTimeout<T> (operation: Promise<T>, timeoutMs: number, timedOut: () => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(timedOut()), timeoutMs)
+    // After the I/O of this turn of the event loop: a reply that arrived while the process was busy still counts.
+    const timer = setTimeout(() => setImmediate(() => reject(timedOut())), timeoutMs)
     operation.then((value) => {
       clearTimeout(timer)
       resolve(value)

@@ -56,8 +56,9 @@ function without (found: Record<string, string>, gone: string[]): Record<string,
 }
 
 /** Bodies aimed at other features' keys and at other runs', with the keys each owns: its dedupe key, and its claim. */
-function forgeries (prefix: string, victim: string): Array<{ run: Pick<RunWebhook, 'run_id' | 'status'>, own: [string, string] }> {
-  const own = (dedupe: string, claim: string): [string, string] => [`${prefix}{dedupe}:${dedupe}`, `${prefix}{runs}:claim:${claim}`]
+function forgeries (prefix: string, victim: string): Array<{ run: Pick<RunWebhook, 'run_id' | 'status'>, own: string[] }> {
+  // A delivered run's dedupe key, its claim, and what the relay keeps of it for waiters on other instances.
+  const own = (dedupe: string, claim: string): string[] => [`${prefix}{dedupe}:${dedupe}`, `${prefix}{runs}:claim:${claim}`, `${prefix}{relay}:run:${claim}`]
   return [
     { run: { run_id: 'runs', status: 'due' }, own: own('runs:due', 'runs') },
     { run: { run_id: 'runs:claim', status: victim }, own: own(`runs%3Aclaim:${victim}`, 'runs%3Aclaim') },
@@ -105,7 +106,7 @@ t.test('with a Redis dedupe store and run tracking, forged run ids and statuses 
   const added = forged.slice(1).flatMap(({ own }) => own)
   t.same(Object.keys(after).sort(), [...Object.keys(tracked), ...added].sort(), 'only the forged runs\' own keys appeared')
   t.same(without(after, added), tracked, 'every other key kept its type and value')
-  t.same(new Set(added.map((key) => after[key])), new Set(['string "done"', 'string "done:w"']))
+  t.same(new Set(added.filter((key) => !key.includes('{relay}')).map((key) => after[key])), new Set(['string "done"', 'string "done:w"']))
 
   // The victim's own webhook is handled as if nothing had been forged.
   t.equal((await deliverRun(app, buildRunWebhook({ run_id: victim, status: 'success' }), { token })).statusCode, 204)
@@ -137,7 +138,7 @@ t.test('with the queue, forged run ids and statuses each get a job of their own,
     { run: { run_id: 'x', status: 'y.z' }, claim: 'x' },
     { run: { run_id: 'u', status: 'custom:status' }, claim: 'u' },
     { run: { run_id: '12', status: '3' }, claim: '12' },
-    ...forged.map(({ run, own }) => ({ run, claim: own[1].slice(`${prefix}{runs}:claim:`.length) }))
+    ...forged.map(({ run, own }) => ({ run, claim: own[1]!.slice(`${prefix}{runs}:claim:`.length) }))
   ]
   for (const { run } of runs) {
     t.equal((await deliverRun(app, buildRunWebhook(run), { token })).statusCode, 202, `${JSON.stringify(run)} is queued`)
@@ -148,9 +149,10 @@ t.test('with the queue, forged run ids and statuses each get a job of their own,
   t.same(await Promise.all(jobs.map((key) => client.exists(key))), [1, 1, 1, 1], 'each has a job of its own')
 
   const after = await snapshot(client, `${prefix}*`)
-  const claims = runs.map(({ claim }) => `${prefix}{runs}:claim:${claim}`)
-  t.same(Object.keys(after).sort(), [...Object.keys(tracked), ...claims].sort(), 'only the forged runs\' own claims appeared')
-  t.same(without(after, claims), tracked, 'the tracked run\'s keys kept their values')
+  // Each run's claim, and the job id the relay keeps for waiters on other instances.
+  const own = [...new Set(runs.flatMap(({ claim }) => [`${prefix}{runs}:claim:${claim}`, `${prefix}{relay}:run:${claim}`]))]
+  t.same(Object.keys(after).sort(), [...Object.keys(tracked), ...own].sort(), 'only the forged runs\' own keys appeared')
+  t.same(without(after, own), tracked, 'the tracked run\'s keys kept their values')
   t.same(lines.filter((line) => line.level >= 40), [], 'nothing failed')
 })
 
