@@ -53,6 +53,7 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
   const handle = startRunWorker({
     bullmq,
     connection: connection.workerTemplate(),
+    connected: () => connection.workersConnected(),
     name: resolved.name,
     concurrency: resolved.concurrency,
     lockMs: resolved.lockMs,
@@ -66,8 +67,7 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
     bullmq: handle.worker as bullmq.Worker,
     async close () {
       clearImmediate(starting)
-      await handle.close()
-      await connection.close()
+      await connection.close(await handle.close())
     }
   }
 }

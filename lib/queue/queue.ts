@@ -65,6 +65,7 @@ export async function startQueue (
     worker = startRunWorker({
       bullmq,
       connection: connection.workerTemplate(),
+      connected: () => connection.workersConnected(),
       name: options.name,
       concurrency: options.concurrency,
       lockMs: options.lockMs,
@@ -107,9 +108,9 @@ export async function startQueue (
     async close () {
       // A closed queue is no longer read at each collection.
       unobserve()
-      await worker?.close()
+      const closed = await worker?.close() ?? true
       await queue.close()
-      await connection.close()
+      await connection.close(closed)
     }
   }
 }

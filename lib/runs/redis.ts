@@ -209,12 +209,9 @@ export async function createRedisRelay (
       })
     },
     async close () {
-      // QUIT lets a subscription in flight be answered.
-      if (subscriber.status === 'ready') {
-        await subscriber.quit().catch(() => subscriber.disconnect())
-      } else {
-        subscriber.disconnect()
-      }
+      // QUIT lets a subscription in flight be answered, within the bound: a stalled Redis never answers it.
+      if (subscriber.status === 'ready') await withTimeout(subscriber.quit(), timeoutMs, () => new Error('QUIT timed out')).catch(() => undefined)
+      subscriber.disconnect()
     }
   }
 }
