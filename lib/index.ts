@@ -71,7 +71,8 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   const runner = new ListenerRunner(telemetry.timed(listeners), options.listenerTimeoutMs)
   fastify.addHook('onClose', () => runner.close())
 
-  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log, telemetry)
+  const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
+  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log, telemetry, valuesValidator)
   if (queue !== undefined) {
     // Listeners subscribed after register() still get the first jobs.
     fastify.addHook('onReady', (done) => { queue.start(); done() })
@@ -83,11 +84,11 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   fastify.addHook('onClose', () => runs.close())
 
   // The pipeline: each concern wraps the step after it.
-  const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
   let deliver = queue !== undefined ? queue.deliver : createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
   deliver = runs.track(deliver)
   deliver = telemetry.traced(deliver)
-  deliver = checkingValues(valuesValidator)(deliver)
+  // A queue stores the values as sent, which its workers check and transform.
+  deliver = checkingValues(valuesValidator, queue !== undefined)(deliver)
 
   const validate = createRunValidator(options.allowedFields)
   const route = registerRoute(fastify, options, validate, deliver, telemetry.instrument)

@@ -169,29 +169,40 @@ function summarize (issues: string[]): string {
 }
 
 /**
+ * The schema's output for `values` (defaults and transforms applied), or an
+ * `InvalidRunError` that names the failing fields.
+ */
+export async function valuesOutput (validate: ValuesValidator, values: unknown): Promise<unknown> {
+  let result: ValuesResult
+  try {
+    const answer = validate(values)
+    result = answer instanceof Promise ? await answer : answer
+  } catch (error) {
+    // A recursive schema recurses as deep as the body: a body nested deep
+    // enough overflows the stack, which is the sender's fault.
+    if (error instanceof RangeError) throw new InvalidRunError('values are nested too deeply to validate')
+    throw error
+  }
+  if ('issues' in result) throw new InvalidRunError(summarize(result.issues))
+  return result.value
+}
+
+/**
  * The step after the body's own validation: `run.values`, when present, must
  * match the `valuesSchema`, and listeners get the schema's output. It runs
  * in the delivery rather than in Fastify's body validator, which cannot
- * wait for an asynchronous validator.
+ * wait for an asynchronous validator. With `keepInput` (a queue), the run
+ * keeps the values as sent: they are stored as JSON, and the worker applies
+ * the schema to what it reads.
  */
-export function checkingValues (validate: ValuesValidator | undefined): DeliveryMiddleware {
+export function checkingValues (validate: ValuesValidator | undefined, keepInput = false): DeliveryMiddleware {
   return (next) => validate === undefined
     ? next
     : async function checkValues (delivery: Delivery) {
       const run = delivery.run
       if (run.values != null) {
-        let result: ValuesResult
-        try {
-          const answer = validate(run.values)
-          result = answer instanceof Promise ? await answer : answer
-        } catch (error) {
-          // A recursive schema recurses as deep as the body: a body nested deep
-          // enough overflows the stack, which is the sender's fault.
-          if (error instanceof RangeError) throw new InvalidRunError('values are nested too deeply to validate')
-          throw error
-        }
-        if ('issues' in result) throw new InvalidRunError(summarize(result.issues))
-        run.values = result.value
+        const output = await valuesOutput(validate, run.values)
+        if (!keepInput) run.values = output
       }
       return next(delivery)
     }

@@ -6,15 +6,16 @@
 import * as bullmq from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import * as ioredis from 'ioredis'
-import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
+import { RunListeners, type OnRun, type RunContext, type RunListener } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import { createTelemetry } from '../telemetry.js'
+import { createValuesValidator, type ValuesOf, type ValuesSchema, type ValuesValidator } from '../values-schema.js'
 import { QueueConnection } from './connection.js'
 import { jsonLineLogger } from './log.js'
 import { resolveWorkerOptions, type RedisClientLike } from './options.js'
 import { processRunJobs, startRunWorker } from './worker.js'
 
-export interface RunWorkerOptions {
+export interface RunWorkerOptions<Schema extends ValuesSchema | undefined = undefined> {
   /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
   connection: RedisClientLike | object | string
   /** The queue's name; the same as the plugin's `queue.name`. Default `langgraph-webhooks`. */
@@ -25,8 +26,14 @@ export interface RunWorkerOptions {
   lockMs?: number
   /** Where the worker and the listeners' `log` write. Default: JSON lines on stdout, info and above. */
   logger?: FastifyBaseLogger
+  /**
+   * The web process's `valuesSchema`: the worker applies it to the values a
+   * run holds as sent, so listeners get its output (and its type), as they
+   * would without a queue.
+   */
+  valuesSchema?: Schema
   /** A listener subscribed at creation, as with `onRun(listener)`. */
-  onRun?: RunListener<RunWebhook>
+  onRun?(run: RunWebhook<Schema extends ValuesSchema ? ValuesOf<Schema> : Record<string, unknown>>, context: RunContext): unknown
 }
 
 export interface RunWorker<Values = Record<string, unknown>> {
@@ -43,11 +50,14 @@ export interface RunWorker<Values = Record<string, unknown>> {
  * current code has run to its end (a `setImmediate`), so subscribe the
  * listeners right after creating it, before awaiting anything.
  */
-export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values> {
+export function createRunWorker<Schema extends ValuesSchema> (options: RunWorkerOptions<Schema> & { valuesSchema: Schema }): RunWorker<ValuesOf<Schema>>
+/** A worker whose listeners' values are typed `Values`, unchecked (give `valuesSchema` instead for checked types). */
+export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values>
+export function createRunWorker (options: RunWorkerOptions<ValuesSchema | undefined>): RunWorker<unknown> {
   const resolved = resolveWorkerOptions(options)
   const log = options.logger ?? jsonLineLogger()
   const listeners = new RunListeners()
-  if (options.onRun !== undefined) listeners.on(options.onRun)
+  if (options.onRun !== undefined) listeners.on(options.onRun as RunListener)
   const connection = new QueueConnection(resolved.connection, ioredis)
   const telemetry = createTelemetry()
   const handle = startRunWorker({
@@ -58,7 +68,7 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
     concurrency: resolved.concurrency,
     lockMs: resolved.lockMs,
     // With an OpenTelemetry SDK registered, each run is a span linked to its delivery's, its listeners timed.
-    processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log)),
+    processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log, lazyValidator(options.valuesSchema))),
     log
   })
   const starting = setImmediate(() => handle.start())
@@ -70,6 +80,12 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
       await connection.close(await handle.close())
     }
   }
+}
+
+/** Builds the schema's validator at the first run: a TypeBox 1.x schema without `typebox` installed fails each run with the reason. */
+function lazyValidator (schema: ValuesSchema | undefined): () => Promise<ValuesValidator | undefined> {
+  let validator: Promise<ValuesValidator | undefined> | undefined
+  return () => (validator ??= schema === undefined ? Promise.resolve(undefined) : createValuesValidator(schema))
 }
 
 export { jobIdOf, type RunJobData } from './job.js'

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js'
+import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind } from '../values-schema.js'
 
 /**
  * An ioredis client (`new Redis(url)`), described by what the queue uses of
@@ -148,13 +149,16 @@ export function resolveQueueOptions (queue: unknown, others: Record<string, unkn
 export function resolveWorkerOptions (given: unknown): { connection: QueueConnectionSpec, name: string, concurrency: number, lockMs: number } {
   if (given === null || typeof given !== 'object' || Array.isArray(given)) fail('createRunWorker(options): options must be an object with at least { connection }')
   const options = given as Record<string, unknown>
-  const keys = ['connection', 'name', 'concurrency', 'lockMs', 'logger', 'onRun']
+  const keys = ['connection', 'name', 'concurrency', 'lockMs', 'logger', 'valuesSchema', 'onRun']
   for (const key of Object.keys(options)) {
     if (!keys.includes(key)) fail(`unknown option "${key}" of createRunWorker; its options are: ${keys.join(', ')}`)
   }
   const name = options.name ?? DEFAULT_QUEUE_NAME
   if (typeof name !== 'string' || name.length === 0 || name.includes(':')) {
     fail(`createRunWorker: name must be a non-empty string without ":", got ${JSON.stringify(name)}`)
+  }
+  if (options.valuesSchema !== undefined && valuesSchemaKind(options.valuesSchema) === undefined) {
+    fail(`createRunWorker: valuesSchema must be ${ACCEPTED_VALUES_SCHEMAS}`)
   }
   if (options.connection === undefined) fail('createRunWorker: connection is required: an ioredis client, ioredis options or a redis:// URL')
   return {

@@ -5,6 +5,7 @@ import type { DeliveryStep } from '../delivery/step.js'
 import type { RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Telemetry } from '../telemetry.js'
+import type { ValuesValidator } from '../values-schema.js'
 import { QueueConnection } from './connection.js'
 import { jobIdOf, type RunJobData } from './job.js'
 import { loadBullmq, loadIoredis, type Bullmq } from './load.js'
@@ -43,6 +44,7 @@ export async function startQueue (
   listeners: Pick<RunListeners, 'receive'>,
   log: FastifyBaseLogger,
   telemetry: QueueTelemetry,
+  values?: ValuesValidator,
   peers: QueuePeers = PEERS
 ): Promise<StartedQueue> {
   const bullmq = await peers.bullmq()
@@ -69,7 +71,8 @@ export async function startQueue (
       name: options.name,
       concurrency: options.concurrency,
       lockMs: options.lockMs,
-      processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log)),
+      // The jobs hold the values as sent (JSON): the worker applies the valuesSchema to them.
+      processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log, async () => values)),
       log
     })
   }

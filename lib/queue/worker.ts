@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { RunContext, RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
+import { valuesOutput, type ValuesValidator } from '../values-schema.js'
 import { describeFailure, type RunJobData } from './job.js'
 import type { Bullmq } from './load.js'
 
@@ -32,12 +33,17 @@ class JobContext implements RunContext {
   }
 }
 
-/** Runs a job's run through the listeners; a failure is retried by BullMQ, or ends in the failed set. */
-export function processRunJobs (listeners: Pick<RunListeners, 'receive'>, log: FastifyBaseLogger): RunJobProcessor {
+/**
+ * Runs a job's run through the listeners; a failure is retried by BullMQ, or
+ * ends in the failed set. With a `valuesSchema`, the listeners get its output
+ * for the values the job holds as sent, as they would without a queue.
+ */
+export function processRunJobs (listeners: Pick<RunListeners, 'receive'>, log: FastifyBaseLogger, values: () => Promise<ValuesValidator | undefined>): RunJobProcessor {
   return async function processRun (job) {
     const context = new JobContext(job, log)
+    const run = await applyValues(job.data.run, await values(), context)
     try {
-      await listeners.receive(job.data.run, context)
+      await listeners.receive(run, context)
     } catch (error) {
       // A job added without `attempts` (by another producer) has one attempt.
       const last = !(job.attemptsMade + 1 < (job.opts.attempts as number))
@@ -46,6 +52,23 @@ export function processRunJobs (listeners: Pick<RunListeners, 'receive'>, log: F
         : 'run webhook listeners failed: the run will be retried')
       throw describeFailure(error as AggregateError)
     }
+  }
+}
+
+/**
+ * The run with the schema's output as its values. Values that do not match
+ * (this worker's schema is not the web process's) fail the attempt, and are
+ * retried as a listener's failure is: during a deploy, another worker may
+ * have the schema that matches.
+ */
+async function applyValues (run: RunWebhook<unknown>, validate: ValuesValidator | undefined, context: JobContext): Promise<RunWebhook<unknown>> {
+  if (validate === undefined || run.values == null) return run
+  try {
+    return { ...run, values: await valuesOutput(validate, run.values) }
+  } catch (error) {
+    const failure = new Error(`run.values do not match the valuesSchema of this worker: ${(error as Error).message}`, { cause: error })
+    context.log.error({ err: failure }, 'run webhook values do not match the valuesSchema of this worker: the listeners were not run')
+    throw failure
   }
 }
 
