@@ -67,7 +67,8 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   if (options.onRun !== undefined) listeners.on(options.onRun)
   const telemetry = createTelemetry()
 
-  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log, telemetry)
+  const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
+  const queue = options.queue === undefined ? undefined : await startQueue(options.queue, listeners, fastify.log, telemetry, valuesValidator)
   if (queue !== undefined) {
     // Listeners subscribed after register() still get the first jobs.
     fastify.addHook('onReady', (done) => { queue.start(); done() })
@@ -77,7 +78,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   const receiver = createReceiver({
     options,
     validateRun: createRunValidator(options.allowedFields),
-    validateValues: options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema),
+    validateValues: valuesValidator,
     listeners: telemetry.timed(listeners),
     telemetry,
     tracking: runs.tracking,

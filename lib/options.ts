@@ -325,7 +325,16 @@ const WORKER = {
   /** The schema `run.values` must match, as the plugin's `valuesSchema`; listeners get its output. */
   valuesSchema
 }
-export interface RunWorkerOptions extends OptionsOf<typeof WORKER> {}
+export interface RunWorkerOptions<Schema extends ValuesSchema | undefined = undefined> extends Omit<OptionsOf<typeof WORKER>, 'valuesSchema' | 'onRun'> {
+  /**
+   * The web process's `valuesSchema`: the worker applies it to the values a
+   * run holds as sent, so listeners get its output (and its type), as they
+   * would without a queue.
+   */
+  valuesSchema?: Schema
+  /** A listener subscribed at creation, as with `onRun(listener)`. */
+  onRun?(run: RunWebhook<Schema extends ValuesSchema ? ValuesOf<Schema> : Record<string, unknown>>, context: RunContext): unknown
+}
 
 /** The options of `createRunWorker`, validated as strictly as the plugin's. */
 export function resolveWorkerOptions (given: unknown): Resolved<typeof WORKER> {

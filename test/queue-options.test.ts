@@ -61,7 +61,7 @@ t.test('options that do not combine with a queue are refused', async (t) => {
 
 t.test("createRunWorker's options are validated as strictly", async (t) => {
   t.throws(() => createRunWorker(null as never), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: /options must be an object/ })
-  t.throws(() => createRunWorker({ connection: lazy, lock: 5 } as never), { message: /unknown option "createRunWorker.lock"; the options of createRunWorker are: connection, name, concurrency, lockMs, logger, onRun/ })
+  t.throws(() => createRunWorker({ connection: lazy, lock: 5 } as never), { message: /unknown option "createRunWorker.lock"; the options of createRunWorker are: connection, name, concurrency, lockMs, logger, onRun, valuesSchema/ })
   t.throws(() => createRunWorker({ connection: lazy, name: 'x:y' }), { message: /createRunWorker.name must be a non-empty string without ":"/ })
   t.throws(() => createRunWorker({} as never), { message: /createRunWorker.connection is required/ })
   t.throws(() => createRunWorker({ connection: 'nope' }), { message: /^createRunWorker.connection must be/ })
@@ -85,7 +85,7 @@ t.test('without bullmq installed, registration says to install it', async (t) =>
   const broken = new SyntaxError('bullmq is broken')
   await t.rejects(loadPeer('bullmq', 'queue', async () => { throw broken }), broken, 'another failure is passed on as it is')
   const peers = { bullmq: () => loadPeer('bullmq', 'queue', async () => { throw missing }), ioredis: async () => { throw new Error('not reached') } }
-  await t.rejects(startQueue(resolveQueueOptions({ connection: lazy })!, new RunListeners(), Fastify().log, createTelemetry(), peers), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER' })
+  await t.rejects(startQueue(resolveQueueOptions({ connection: lazy })!, new RunListeners(), Fastify().log, createTelemetry(), undefined, peers), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER' })
 })
 
 t.test('duplicateConnection gives a client to the queue\'s Redis, closed with the queue', async (t) => {

@@ -1,6 +1,7 @@
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { expectError, expectType } from 'tsd'
+import { z } from 'zod'
 import langgraphWebhooks, { type FailedRun, type QueueCounts, type RunContext, type RunError, type RunWebhook } from 'fastify-langgraph-webhooks'
 import { createRunWorker, type RunWorker } from 'fastify-langgraph-webhooks/queue'
 
@@ -37,3 +38,17 @@ worker.onRun(['success', 'interrupted'], (run) => { expectType<'success' | 'inte
 expectError(worker.onRun('sucess', () => {}))
 expectError(createRunWorker({ name: 'hooks' }))
 expectType<Promise<void>>(worker.close())
+
+// A worker process given the web process's valuesSchema: listeners get its output.
+const State = z.object({ at: z.string().transform((at) => new Date(at)), step: z.number().default(0) })
+const typed = createRunWorker({ connection, valuesSchema: State })
+expectType<RunWorker<{ at: Date, step: number }>>(typed)
+typed.onRun('success', (run) => {
+  expectType<Date | undefined>(run.values?.at)
+  expectType<number | undefined>(run.values?.step)
+})
+createRunWorker({ connection, valuesSchema: State, onRun: (run) => { expectType<Date | undefined>(run.values?.at) } })
+// Without one, the values are untyped; the type argument of earlier versions still compiles.
+createRunWorker({ connection }).onRun((run) => { expectType<Record<string, unknown> | null | undefined>(run.values) })
+expectType<RunWorker<{ step: number }>>(createRunWorker<{ step: number }>({ connection }))
+expectError(createRunWorker({ connection, valuesSchema: { type: 'object' } }))

@@ -13,6 +13,8 @@ export class QueueConnection {
   /** The client that stores jobs and reads the sets; shared by the Queue. */
   readonly client: Redis
   readonly #owned: Redis[] = []
+  /** The clients BullMQ's workers made for themselves: they close them, unless Redis stopped answering. */
+  readonly #borrowed: Redis[] = []
 
   constructor (spec: QueueConnectionSpec, ioredis: Ioredis | undefined) {
     if ('client' in spec) {
@@ -34,7 +36,20 @@ export class QueueConnection {
    * not block the client that stores jobs.
    */
   workerTemplate (): Redis {
-    return this.#own(this.client.duplicate({ maxRetriesPerRequest: null, lazyConnect: true }))
+    const template = this.#own(this.client.duplicate({ maxRetriesPerRequest: null, lazyConnect: true }))
+    const duplicate = template.duplicate.bind(template)
+    template.duplicate = (...args: Parameters<Redis['duplicate']>) => this.#borrow(duplicate(...args))
+    return template
+  }
+
+  #borrow (client: Redis): Redis {
+    this.#borrowed.push(client)
+    return client
+  }
+
+  /** Whether the clients of the workers are connected: closing them gracefully waits for Redis, which a lost connection never ends. */
+  workersConnected (): boolean {
+    return this.#borrowed.every((client) => client.status === 'ready')
   }
 
   /**
@@ -45,12 +60,21 @@ export class QueueConnection {
     return this.#own(this.client.duplicate({ lazyConnect: true }))
   }
 
-  /** Closes the clients made here; the user's client stays open. */
-  async close (): Promise<void> {
+  /**
+   * Closes the clients made here; the user's client stays open. `answering`
+   * false (Redis did not let a worker close) drops them without a QUIT.
+   */
+  async close (answering = true): Promise<void> {
+    // A worker that closed has ended its clients already; one that could not
+    // waits for their end, which a stalled Redis never sends: end them here.
+    for (const client of this.#borrowed.splice(0)) {
+      client.disconnect()
+      client.stream?.destroy()
+    }
     await Promise.all(this.#owned.splice(0).map(async (client) => {
       // QUIT lets replies in flight arrive; a client that is not connected
       // (never used, or Redis down) is just dropped, without waiting.
-      if (client.status !== 'ready') return client.disconnect()
+      if (client.status !== 'ready' || !answering) return client.disconnect()
       await withTimeout(client.quit(), 1000, () => new Error('QUIT took longer than 1000 ms')).catch(noop)
       client.disconnect()
     }))

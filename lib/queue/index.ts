@@ -5,8 +5,9 @@
  */
 import * as bullmq from 'bullmq'
 import * as ioredis from 'ioredis'
-import { RunListeners, type OnRun } from '../listeners.js'
+import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
 import { createTelemetry } from '../telemetry.js'
+import { createValuesValidator, type ValuesOf, type ValuesSchema, type ValuesValidator } from '../values-schema.js'
 import { QueueConnection } from './connection.js'
 import { jsonLineLogger } from './log.js'
 import { resolveWorkerOptions, type RunWorkerOptions } from '../options.js'
@@ -26,21 +27,25 @@ export interface RunWorker<Values = Record<string, unknown>> {
  * current code has run to its end (a `setImmediate`), so subscribe the
  * listeners right after creating it, before awaiting anything.
  */
-export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values> {
+export function createRunWorker<Schema extends ValuesSchema> (options: RunWorkerOptions<Schema> & { valuesSchema: Schema }): RunWorker<ValuesOf<Schema>>
+/** A worker whose listeners' values are typed `Values`, unchecked (give `valuesSchema` instead for checked types). */
+export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values>
+export function createRunWorker (options: RunWorkerOptions<ValuesSchema | undefined>): RunWorker<unknown> {
   const resolved = resolveWorkerOptions(options)
   const log = options.logger ?? jsonLineLogger()
   const listeners = new RunListeners()
-  if (options.onRun !== undefined) listeners.on(options.onRun)
+  if (options.onRun !== undefined) listeners.on(options.onRun as RunListener)
   const connection = new QueueConnection(resolved.connection, ioredis)
   const telemetry = createTelemetry()
   const handle = startRunWorker({
     bullmq,
     connection: connection.workerTemplate(),
+    connected: () => connection.workersConnected(),
     name: resolved.name,
     concurrency: resolved.concurrency,
     lockMs: resolved.lockMs,
     // With an OpenTelemetry SDK registered, each run is a span linked to its delivery's, its listeners timed.
-    processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log)),
+    processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log, lazyValidator(options.valuesSchema))),
     log
   })
   const starting = setImmediate(() => handle.start())
@@ -49,10 +54,15 @@ export function createRunWorker<Values = Record<string, unknown>> (options: RunW
     bullmq: handle.worker as bullmq.Worker,
     async close () {
       clearImmediate(starting)
-      await handle.close()
-      await connection.close()
+      await connection.close(await handle.close())
     }
   }
+}
+
+/** Builds the schema's validator at the first run: a TypeBox 1.x schema without `typebox` installed fails each run with the reason. */
+function lazyValidator (schema: ValuesSchema | undefined): () => Promise<ValuesValidator | undefined> {
+  let validator: Promise<ValuesValidator | undefined> | undefined
+  return () => (validator ??= schema === undefined ? Promise.resolve(undefined) : createValuesValidator(schema))
 }
 
 export { jobIdOf, type RunJobData } from './job.js'

@@ -5,6 +5,7 @@ import type { StoreRun } from '../receive.js'
 import type { RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Telemetry } from '../telemetry.js'
+import type { ValuesValidator } from '../values-schema.js'
 import { QueueConnection } from './connection.js'
 import { jobIdOf, runOf, type RunJobData } from './job.js'
 import { loadBullmq, loadIoredis, type Bullmq } from './load.js'
@@ -47,6 +48,7 @@ export async function startQueue (
   listeners: Pick<RunListeners, 'dispatch'>,
   log: FastifyBaseLogger,
   telemetry: QueueTelemetry,
+  values?: ValuesValidator,
   peers: QueuePeers = PEERS
 ): Promise<StartedQueue> {
   const bullmq = await peers.bullmq()
@@ -69,10 +71,12 @@ export async function startQueue (
     worker = startRunWorker({
       bullmq,
       connection: connection.workerTemplate(),
+      connected: () => connection.workersConnected(),
       name: options.name,
       concurrency: options.concurrency,
       lockMs: options.lockMs,
-      processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log)),
+      // The jobs hold the values as sent (JSON): the worker applies the valuesSchema to them.
+      processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log, async () => values)),
       log
     })
   }
@@ -119,9 +123,9 @@ export async function startQueue (
     async close () {
       // A closed queue is no longer read at each collection.
       unobserve()
-      await worker?.close()
+      const closed = await worker?.close() ?? true
       await queue.close()
-      await connection.close()
+      await connection.close(closed)
     }
   }
 }

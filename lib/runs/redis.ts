@@ -275,12 +275,9 @@ export async function createRedisRelay (
     },
     async close () {
       await Promise.all([subscriber, publisher].map(async (connection) => {
-        // QUIT lets a command in flight be answered.
-        if (connection.status === 'ready') {
-          await connection.quit().catch(() => connection.disconnect())
-        } else {
-          connection.disconnect()
-        }
+        // QUIT lets a command in flight be answered, within the bound: a stalled Redis never answers it.
+        if (connection.status === 'ready') await withTimeout(connection.quit(), timeoutMs, () => new Error('QUIT timed out')).catch(() => undefined)
+        connection.disconnect()
       }))
     }
   }
