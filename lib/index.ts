@@ -5,9 +5,10 @@ import { createLocalStep } from './delivery/local.js'
 import { ListenerRunner } from './delivery/runner.js'
 import { AllowedFieldsMismatchError, AlreadyRegisteredError, QueueNotConfiguredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
-import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
+import { dedupeIn, MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { startQueue } from './queue/queue.js'
 import type { RunQueue } from './queue/types.js'
+import { connectRedis } from './redis.js'
 import { registerRoute } from './route.js'
 import { createRuns, type LanggraphRuns } from './runs/index.js'
 import type { WaitForRunOptions } from './runs/waiters.js'
@@ -78,13 +79,16 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     fastify.addHook('onClose', () => queue.close())
   }
 
-  const runs = await createRuns(options, fastify.log, queue?.redis)
+  // Without a queue, the plugin's Redis is the `redis` option's, or a Redis dedupe store's.
+  const redis = queue === undefined ? await connectRedis(options.redis, options.dedupe?.store) : undefined
+  if (redis !== undefined) fastify.addHook('onClose', () => redis.close())
+  const runs = await createRuns(options, fastify.log, queue?.redis ?? redis)
   fastify.addHook('preClose', () => runs.stop())
   fastify.addHook('onClose', () => runs.close())
 
   // The pipeline: each concern wraps the step after it.
   const valuesValidator = options.valuesSchema === undefined ? undefined : await createValuesValidator(options.valuesSchema)
-  let deliver = queue !== undefined ? queue.deliver : createLocalStep(createDedupeGuard(options.dedupe), runner, options.ack)
+  let deliver = queue !== undefined ? queue.deliver : createLocalStep(createDedupeGuard(dedupeIn(options.dedupe, redis)), runner, options.ack)
   deliver = runs.track(deliver)
   deliver = telemetry.traced(deliver)
   deliver = checkingValues(valuesValidator)(deliver)

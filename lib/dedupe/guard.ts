@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { DedupeStoreError, DeliveryInFlightError } from '../errors.js'
 import type { Delivery } from '../delivery/step.js'
 import type { DedupeStore, ReserveResult } from './store.js'
-import { encodeKeyPart } from '../redis-keys.js'
+import { encodeKeyPart } from '../redis.js'
 
 /** The right to run a delivery's listeners, to be completed or released once they settle. */
 export interface Reservation {

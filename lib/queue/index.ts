@@ -5,11 +5,11 @@
  */
 import * as bullmq from 'bullmq'
 import * as ioredis from 'ioredis'
+import { pino } from 'pino'
 import { RunListeners, type OnRun } from '../listeners.js'
 import { createTelemetry } from '../telemetry.js'
-import { QueueConnection } from './connection.js'
-import { jsonLineLogger } from './log.js'
 import { resolveWorkerOptions, type RunWorkerOptions } from '../options.js'
+import { RedisClients } from '../redis.js'
 import { processRunJobs, startRunWorker } from './worker.js'
 
 export interface RunWorker<Values = Record<string, unknown>> {
@@ -28,10 +28,10 @@ export interface RunWorker<Values = Record<string, unknown>> {
  */
 export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values> {
   const resolved = resolveWorkerOptions(options)
-  const log = options.logger ?? jsonLineLogger()
+  const log = options.logger ?? pino()
   const listeners = new RunListeners()
   if (options.onRun !== undefined) listeners.on(options.onRun)
-  const connection = new QueueConnection(resolved.connection, ioredis)
+  const connection = new RedisClients(resolved.connection, ioredis)
   const telemetry = createTelemetry()
   const handle = startRunWorker({
     bullmq,

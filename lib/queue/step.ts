@@ -1,14 +1,9 @@
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { DeliveryStep } from '../delivery/step.js'
-import { QueueUnavailableError } from '../errors.js'
+import { AddTimeoutError, QueueUnavailableError } from '../errors.js'
 import { jobIdOf, serializedJobData, type RunJobData } from './job.js'
-import { withTimeout } from '../timeout.js'
-
-/** Statuses in which ioredis would only queue a command: refuse at once instead. */
-const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
-
-class AddTimeoutError extends Error {}
+import { DISCONNECTED, withTimeout } from '../redis.js'
 
 /**
  * "Store the run, reply 202": adds the run as a job keyed by run id and
