@@ -113,6 +113,21 @@ export const TooManyWaitersError = createError<[number]>(
   'waitForRun: %d callers are waiting already; wait for fewer runs at once'
 )
 
+// Errors of Redis commands, failing fast: Redis unreachable, too slow, or it answered an error.
+/** A Redis dedupe store's operation failed. */
+export const RedisDedupeStoreError = createError<[string]>(
+  'FST_LANGGRAPH_WEBHOOKS_REDIS_DEDUPE',
+  'Redis dedupe store: %s'
+)
+/** A Redis operation of the run tracker or the waiters' relay failed. */
+export class RedisUnavailableError extends Error {
+  name = 'RedisUnavailableError'
+}
+/** The queue's Redis did not store a job in time. */
+export class AddTimeoutError extends Error {
+  name = 'AddTimeoutError'
+}
+
 const UNPRINTABLE = '[unprintable value]'
 
 /** One property of a thrown value; a throwing getter or a revoked Proxy reads as undefined. */

@@ -2,10 +2,11 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { AllowedFieldsMismatchError, AlreadyRegisteredError, QueueNotConfiguredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
-import { MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
+import { dedupeIn, MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
 import { startQueue } from './queue/queue.js'
 import type { RunQueue } from './queue/types.js'
 import { createReceiver } from './receive.js'
+import { connectRedis } from './redis.js'
 import { registerRoute } from './route.js'
 import { createRuns, type LanggraphRuns } from './runs/index.js'
 import type { WaitForRunOptions } from './runs/waiters.js'
@@ -74,9 +75,14 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     fastify.addHook('onReady', (done) => { queue.start(); done() })
     fastify.addHook('onClose', () => queue.close())
   }
-  const runs = await createRuns(options, fastify.log, queue?.redis)
+
+  // Without a queue, the plugin's Redis is the `redis` option's, or a Redis dedupe store's.
+  const redis = queue === undefined ? await connectRedis(options.redis, options.dedupe?.store) : undefined
+  if (redis !== undefined) fastify.addHook('onClose', () => redis.close())
+  const runs = await createRuns(options, fastify.log, queue?.redis ?? redis)
   const receiver = createReceiver({
     options,
+    dedupe: dedupeIn(options.dedupe, redis),
     validateRun: createRunValidator(options.allowedFields),
     validateValues: valuesValidator,
     listeners: telemetry.timed(listeners),

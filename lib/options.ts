@@ -3,10 +3,12 @@
 // and (through OptionsOf) gives the option's type and editor documentation.
 import type { FastifyBaseLogger, RegisterOptions } from 'fastify'
 import { createMemoryDedupeStore } from './dedupe/memory.js'
+import { createRedisDedupeStore } from './dedupe/redis.js'
 import type { DedupeStore } from './dedupe/store.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
 import { maskTokenInUrl } from './redact.js'
+import type { RedisClientLike, RedisConnection, RedisSpec } from './redis.js'
 import type { LanggraphClient } from './runs/sdk.js'
 import { RUN_WEBHOOK_FIELDS, type RunWebhook, type RunWebhookField } from './schemas.js'
 import { isUsableToken, type TokenSource } from './token.js'
@@ -145,7 +147,7 @@ const valuesSchema = custom<ValuesSchema, ValuesSchema | undefined>((value, name
 const isPath = (value: unknown): boolean => typeof value === 'string' && !/[?#\s]/.test(value)
 
 const DEDUPE = {
-  /** Where handled deliveries are remembered. Default: an in-memory store (one instance only). */
+  /** Where handled deliveries are remembered. Default: in the plugin's `redis` if given, else in memory (one instance only). */
   store: custom<DedupeStore, DedupeStore | undefined>((store: any, name) => {
     if (store !== undefined && !(isPlainObject(store) && isFunction(store.reserve) && isFunction(store.complete) && isFunction(store.release))) {
       fail(`${name} must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis`)
@@ -164,6 +166,8 @@ export interface DedupeOptions extends OptionsOf<typeof DEDUPE> {}
 export interface ResolvedDedupe {
   /** The given store, or an in-memory one. */
   store: DedupeStore
+  /** No store was given: with the plugin's `redis`, the store is a Redis one. */
+  inMemory: boolean
   ttlMs: number
   leaseMs: number
 }
@@ -172,8 +176,14 @@ const dedupe = custom<boolean | DedupeOptions, ResolvedDedupe | undefined>((valu
   if (value === undefined || value === false) return undefined
   if (value !== true && !isPlainObject(value)) fail(`${name} must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }, got ${describeValue(value)}`)
   const { store, ttlMs, leaseMs, maxKeys } = resolveTable(value === true ? {} : value, DEDUPE, name)
-  return { store: store ?? createMemoryDedupeStore({ maxKeys, ttlMs }), ttlMs, leaseMs }
+  return { store: store ?? createMemoryDedupeStore({ maxKeys, ttlMs }), inMemory: store === undefined, ttlMs, leaseMs }
 })
+
+/** `dedupe` once the plugin's Redis is known: without a store of its own, it dedupes in that Redis. */
+export function dedupeIn (dedupe: ResolvedDedupe | undefined, redis: RedisConnection | undefined): ResolvedDedupe | undefined {
+  if (dedupe === undefined || redis === undefined || !dedupe.inMemory) return dedupe
+  return { ...dedupe, store: createRedisDedupeStore(redis.client, { prefix: redis.prefix, timeoutMs: redis.timeoutMs }), inMemory: false }
+}
 
 const DEFAULT_DESCRIPTION = 'The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
   '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
@@ -235,22 +245,7 @@ export interface ResolvedLanggraph {
   reconcileEveryMs: number
 }
 
-/**
- * An ioredis client (`new Redis(url)`), described by what the queue uses of
- * it so that the plugin's types do not need ioredis installed.
- */
-export interface RedisClientLike {
-  readonly status: string
-  duplicate(...args: any[]): RedisClientLike
-  defineCommand(...args: any[]): unknown
-  quit(...args: any[]): Promise<unknown>
-  disconnect(...args: any[]): unknown
-}
-
-/** How the queue reaches Redis: the user's client, or options for clients of our own. */
-export type QueueConnectionSpec =
-  | { readonly client: RedisClientLike }
-  | { readonly options: Record<string, unknown> | string }
+export type { RedisClientLike }
 
 function isRedisClient (value: unknown): value is RedisClientLike {
   const client = value as Partial<RedisClientLike> | null
@@ -258,8 +253,10 @@ function isRedisClient (value: unknown): value is RedisClientLike {
     typeof client.duplicate === 'function' && typeof client.defineCommand === 'function'
 }
 
-const connection = required<RedisClientLike | object | string, QueueConnectionSpec>((value, name) => {
-  if (value === undefined) fail(`${name} is required: an ioredis client, ioredis options or a redis:// URL`)
+const REDIS_FORMS = 'an ioredis client, ioredis options or a redis:// URL'
+
+function resolveRedis (value: unknown, name: string): RedisSpec {
+  if (value === undefined) fail(`${name} is required: ${REDIS_FORMS}`)
   const hint = `${name} must be an ioredis client (new Redis(process.env.REDIS_URL)), ioredis options ({ host, port }) or a redis:// URL`
   if (typeof value === 'string') {
     if (!/^rediss?:\/\//.test(value)) fail(`${hint}, got a string that is not a redis:// URL`)
@@ -272,7 +269,11 @@ const connection = required<RedisClientLike | object | string, QueueConnectionSp
   // BullMQ keeps its keys apart with its own prefix and refuses ioredis's.
   if ('keyPrefix' in value) fail(`${name}: ioredis keyPrefix is not supported by BullMQ; give each deployment its own queue name instead`)
   return { options: { ...value } }
-})
+}
+
+const connection = required<RedisClientLike | object | string, RedisSpec>(resolveRedis)
+/** A Redis option that may be left out. */
+const optionalRedis = custom<RedisClientLike | object | string, RedisSpec | undefined>((value, name) => value === undefined ? undefined : resolveRedis(value, name))
 
 const DEFAULT_QUEUE_NAME = 'langgraph-webhooks'
 const queueName = option<string>((name) => typeof name === 'string' && name.length > 0 && !name.includes(':'),
@@ -284,9 +285,9 @@ const QUEUE = {
   /**
    * The Redis of the queue: an ioredis client (it stays yours: quit it
    * yourself), ioredis options, or a `redis://` URL (the plugin then makes
-   * and closes its own clients).
+   * and closes its own clients). Default: the plugin's `redis`.
    */
-  connection,
+  connection: optionalRedis,
   /** The BullMQ queue's name; web and worker processes must agree on it. Default `langgraph-webhooks`. */
   name: queueName,
   /** How many times the listeners are run before the run goes to the failed set. Default 10. */
@@ -307,7 +308,7 @@ const QUEUE = {
   keepFailedMs: positiveInteger(7 * 24 * HOUR, MS)
 }
 export interface QueueOptions extends OptionsOf<typeof QUEUE> {}
-export type ResolvedQueue = Resolved<typeof QUEUE>
+export type ResolvedQueue = Omit<Resolved<typeof QUEUE>, 'connection'> & { connection: RedisSpec }
 
 const WORKER = {
   /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
@@ -318,7 +319,7 @@ const WORKER = {
   concurrency: positiveInteger(8),
   /** How long this worker's claim on a run lasts without renewal; use the web process's `queue.lockMs`. Default 30 000 ms. */
   lockMs: positiveInteger(30_000, MS),
-  /** Where the worker and the listeners' `log` write. Default: JSON lines on stdout, info and above. */
+  /** Where the worker and the listeners' `log` write. Default: pino's JSON lines on stdout, info and above. */
   logger: option<FastifyBaseLogger>(isPlainObject, 'a pino or Fastify logger'),
   /** A listener subscribed at creation, as with `onRun(listener)`. */
   onRun: option<RunListener<RunWebhook>>(isFunction, 'a function (run, { attempt, log }) => unknown'),
@@ -362,6 +363,14 @@ const OPTIONS = {
   // onRun, valuesSchema and allowedFields: documented and typed in LanggraphWebhooksOptions, generic there.
   onRun: option<RunListener<any>>(isFunction, 'a function (run, { request, log }) => unknown'),
   valuesSchema,
+  /**
+   * The Redis of every Redis feature: dedupe (`dedupe: true` stores in it),
+   * the queue (without `queue.connection`), tracked runs and `waitForRun`
+   * across instances. An ioredis client (it stays yours: quit it yourself),
+   * ioredis options, or a `redis://` URL (the plugin then makes and closes
+   * its own client). Default: none (in memory, one instance).
+   */
+  redis: optionalRedis,
   /** Idempotent delivery keyed by `run_id` + `status`. Default off. */
   dedupe,
   /** Refuse deliveries whose `webhook_sent_at` is further than this from now. Default off. */
@@ -423,7 +432,8 @@ function resolveLogSerializers (value: unknown, name: string): RouteContextOptio
   return value as RouteContextOptions['logSerializers']
 }
 
-export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' | 'tokenSources' | 'langgraph' | 'prefix' | 'logLevel' | 'logSerializers'> {
+export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' | 'tokenSources' | 'langgraph' | 'queue' | 'prefix' | 'logLevel' | 'logSerializers'> {
+  queue: ResolvedQueue | undefined
   tokens: string[]
   tokenSources: ReadonlySet<TokenSource>
   langgraph: ResolvedLanggraph | undefined
@@ -460,10 +470,19 @@ function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean
     if (!options.tokenSources.includes('query')) fail('langgraph needs tokenSources to include "query": a LangGraph server sends the token in the webhook URL')
   }
   if (options.queue === undefined) return
+  checkQueueRedis(options.queue.connection, options.redis)
   if (options.dedupe !== undefined) fail('dedupe and queue do not combine: with queue, the job key (run_id and status) already makes a duplicate a no-op; remove dedupe')
   if (ackGiven) fail('ack does not apply with queue: the route replies 202 once Redis stored the run, and workers run the listeners; remove ack')
   if (!options.redactToken) fail('redactToken: false does not combine with queue: jobs in Redis (and queue.failed()) must never hold the token')
   requireRunFields(allowedFields, RUN_KEY_FIELDS, 'queue')
+}
+
+/** The queue's Redis is the plugin's `redis`, or its own `queue.connection`: not two different ones. */
+function checkQueueRedis (connection: RedisSpec | undefined, redis: RedisSpec | undefined): void {
+  if (connection === undefined && redis === undefined) fail(`queue.connection is required: ${REDIS_FORMS} (or give it as the plugin's redis option)`)
+  if (connection === undefined || redis === undefined) return
+  if ('client' in connection && 'client' in redis && connection.client === redis.client) return
+  fail('redis and queue.connection are both given: give Redis once, as redis, and leave queue.connection out')
 }
 
 /** The `langgraph` option, its URL with the first token (the newest, while rotating). */
@@ -478,9 +497,10 @@ function withToken (langgraph: Resolved<typeof LANGGRAPH> | undefined, token: st
 export function resolveOptions (given: unknown): ResolvedOptions {
   const resolved = resolveTable(given, OPTIONS, 'options', '')
   checkCombinations(resolved, (given as Record<string, unknown>).ack !== undefined)
-  const { token, tokenSources, langgraph, prefix, logLevel, logSerializers, ...options } = resolved
+  const { token, tokenSources, langgraph, queue, prefix, logLevel, logSerializers, ...options } = resolved
   return {
     ...options,
+    queue: queue === undefined ? undefined : { ...queue, connection: (queue.connection ?? options.redis)! },
     tokens: token,
     tokenSources: new Set(tokenSources),
     langgraph: withToken(langgraph, token[0]),

@@ -4,9 +4,9 @@ import {
   DedupeStoreError, DeliveryInFlightError, ListenerError, ListenerTimeoutError, RunTrackerError, StaleDeliveryError
 } from './errors.js'
 import type { RunContext, RunListeners } from './listeners.js'
-import type { ResolvedOptions } from './options.js'
+import type { ResolvedDedupe, ResolvedOptions } from './options.js'
 import { redactRun } from './redact.js'
-import { encodeKeyPart, newOwner } from './redis-keys.js'
+import { encodeKeyPart, newOwner } from './redis.js'
 import type { RunWebhook } from './schemas.js'
 import type { DeliveryTrace, Telemetry } from './telemetry.js'
 import type { RunValidator } from './schemas.js'
@@ -45,6 +45,8 @@ export type StoreRun = (run: RunWebhook<unknown>, reconciled: boolean, log: Fast
 
 export interface ReceiveParts {
   options: ResolvedOptions
+  /** Dedupe, in the store the plugin resolved (a Redis one with the `redis` option). */
+  dedupe: ResolvedDedupe | undefined
   validateRun: RunValidator
   validateValues: ValuesValidator | undefined
   /** Timed by telemetry. */
@@ -92,8 +94,8 @@ class DeliveryContext implements RunContext {
 
 const TIMED_OUT = Symbol('timed out')
 
-export function createReceiver ({ options, validateRun, validateValues, listeners, telemetry, tracking, store, log }: ReceiveParts): Receiver {
-  const { redactToken, maxAgeMs, ack, listenerTimeoutMs, dedupe } = options
+export function createReceiver ({ options, dedupe, validateRun, validateValues, listeners, telemetry, tracking, store, log }: ReceiveParts): Receiver {
+  const { redactToken, maxAgeMs, ack, listenerTimeoutMs } = options
   // Listener runs not settled yet: close() waits for them.
   const running = new Set<Promise<unknown>>()
 
@@ -131,8 +133,6 @@ export function createReceiver ({ options, validateRun, validateValues, listener
   async function deliver (run: RunWebhook<unknown>, source: Source, trace: DeliveryTrace | undefined): Promise<Outcome> {
     const context = new DeliveryContext(run, source, log)
     const reconciled = source.reconciled === true
-    // Waiters resolve on every valid delivery; with a queue, once Redis has the job.
-    if (store === undefined) tracking.arrived(run, source.bytes, false)
     const owner = newOwner()
     let claim
     try {
@@ -147,6 +147,8 @@ export function createReceiver ({ options, validateRun, validateValues, listener
         : 'run webhook of a run reconciled already, or being reconciled, acknowledged without running listeners')
       return 'duplicate'
     }
+    // Waiters resolve on every valid delivery that reaches the listeners' path; with a queue, once Redis has the job.
+    if (store === undefined) tracking.arrived(run, source.bytes, false)
     let outcome: Outcome
     try {
       if (store === undefined) {

@@ -10,8 +10,8 @@ export type TokenVerifier = (candidate: unknown) => boolean
  * Every candidate and every token is brought to this many bytes before the
  * compare: a 2-byte header, then the value itself (UTF-8, zero-padded) when
  * it fits in the remaining 126 bytes, as a recommended 64-character hex token
- * does, or else its SHA-256 digest. Hashing costs more than the rest of the
- * check together, so short values, the common case, are not hashed.
+ * does, or else its SHA-256 digest: hashing is the costly part, so the common
+ * short values skip it.
  */
 export const COMPARED_LENGTH = 128
 const DIRECT_MAX = COMPARED_LENGTH - 2

@@ -87,11 +87,11 @@ export function valuesSchemaKind (schema: unknown): ValuesSchemaKind | undefined
  * Builds the validator of a `valuesSchema` with its own library. TypeBox 1.x
  * is loaded only when such a schema is given: it is the user's dependency.
  */
-export async function createValuesValidator (schema: ValuesSchema, loadTypeBox = importTypeBox): Promise<ValuesValidator> {
+export async function createValuesValidator (schema: ValuesSchema): Promise<ValuesValidator> {
   const kind = valuesSchemaKind(schema)
   if (kind === 'standard-schema') return standardSchemaValidator(schema as StandardSchemaV1)
   if (kind === 'typebox-0.34') return typeBox034Validator(schema as TSchema)
-  return typeBox1Validator(schema, await loadTypeBox())
+  return typeBox1Validator(schema, await importTypeBox())
 }
 
 function standardSchemaValidator (schema: StandardSchemaV1): ValuesValidator {
@@ -126,9 +126,9 @@ interface TypeBox1 {
   HasCodec (schema: unknown): boolean
 }
 
-export async function importTypeBox (specifier = 'typebox'): Promise<TypeBox1> {
+async function importTypeBox (): Promise<TypeBox1> {
   try {
-    const [{ Compile }, { HasCodec }] = await Promise.all([import(`${specifier}/compile`), import(`${specifier}/value`)])
+    const [{ Compile }, { HasCodec }] = await Promise.all([import('typebox/compile'), import('typebox/value')])
     return { Compile, HasCodec }
   } catch (error) {
     throw new InvalidOptionError(`valuesSchema is a TypeBox 1.x schema, validated with the typebox package itself, which could not be loaded (${(error as Error).message}): npm install typebox`)

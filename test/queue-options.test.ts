@@ -1,20 +1,15 @@
 // The queue option's validation, its combinations with other options, a
 // missing bullmq, and the parts of the queue module with no Redis behind them.
 import { spawnSync } from 'node:child_process'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
-import { Redis } from 'ioredis'
 import plugin, { type LanggraphWebhooksOptions } from '../lib/index.js'
 import { RunListeners } from '../lib/listeners.js'
 import { createRunWorker } from '../lib/queue/index.js'
-import { loadPeer } from '../lib/queue/load.js'
-import { jsonLineLogger } from '../lib/queue/log.js'
+import * as redisModule from '../lib/redis.js'
 import { resolveOptions } from '../lib/options.js'
-import { startQueue } from '../lib/queue/queue.js'
 import { createTelemetry } from '../lib/telemetry.js'
-import { startRedisServer } from './helpers/redis-server.js'
 import { nodeArgs } from './helpers/queue.js'
 
 const token = 'q'.repeat(32)
@@ -81,56 +76,18 @@ t.test('without bullmq installed, registration says to install it', async (t) =>
 
   // The same path in this process, with the loader swapped.
   const missing = Object.assign(new Error("Cannot find module 'bullmq'"), { code: 'MODULE_NOT_FOUND' })
+  const { loadPeer } = redisModule
   await t.rejects(loadPeer('bullmq', 'queue', async () => { throw missing }), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER', message: /npm install bullmq$/ })
   const broken = new SyntaxError('bullmq is broken')
   await t.rejects(loadPeer('bullmq', 'queue', async () => { throw broken }), broken, 'another failure is passed on as it is')
-  const peers = { bullmq: () => loadPeer('bullmq', 'queue', async () => { throw missing }), ioredis: async () => { throw new Error('not reached') } }
-  await t.rejects(startQueue(resolveQueueOptions({ connection: lazy })!, new RunListeners(), Fastify().log, createTelemetry(), undefined, peers), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER' })
-})
-
-t.test('duplicateConnection gives a client to the queue\'s Redis, closed with the queue', async (t) => {
-  const server = await startRedisServer()
-  t.teardown(() => server.stop())
-  const queue = await startQueue(resolveQueueOptions({ connection: server.url, worker: false })!, new RunListeners(), Fastify().log, createTelemetry())
-  const subscriber = queue.duplicateConnection()
-  t.equal(subscriber.status, 'wait', 'connects on first use')
-  t.equal(await subscriber.ping(), 'PONG')
-  const unused = queue.duplicateConnection()
-  // Closing while Redis is down does not hang.
-  const refused = new Promise((resolve) => subscriber.once('error', resolve))
-  await server.stop()
-  await refused // the error the queue's own listener swallows, so none goes unhandled
-  await queue.close()
-  t.equal(unused.status, 'end', 'a client never used is ended')
-  // ioredis leaves a client dropped while reconnecting in that status, without timers: it never comes back.
-  await server.start()
-  await sleep(300)
-  t.not(subscriber.status, 'ready', 'a closed client does not reconnect')
-  t.ok(subscriber instanceof Redis)
+  const { startQueue } = await t.mockImport<typeof import('../lib/queue/queue.js')>('../lib/queue/queue.js', {
+    '../lib/redis.js': { ...redisModule, loadBullmq: () => loadPeer('bullmq', 'queue', async () => { throw missing }) }
+  })
+  await t.rejects(startQueue(resolveQueueOptions({ connection: lazy })!, new RunListeners(), Fastify().log, createTelemetry()), { code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER' })
 })
 
 t.test('a worker created without a logger, closed before it took anything', async (t) => {
   const worker = createRunWorker({ connection: lazy, onRun: () => {} })
   await worker.close()
   t.equal(worker.bullmq.closing !== undefined, true)
-})
-
-t.test('the worker processes\' default logger writes JSON lines at info and above', async (t) => {
-  const lines: string[] = []
-  const log = jsonLineLogger({ write: (line) => lines.push(line) }).child({ run_id: 'r1' })
-  log.debug('not written')
-  log.info('plain message')
-  log.error({ err: new TypeError('bad'), attempt: 2 }, 'with fields')
-  log.warn({ only: 'fields' })
-  log.fatal({ err: new AggregateError([new Error('inner'), 'text'], '2 failed') })
-  log.silent('never written')
-  const parsed = lines.map((line) => JSON.parse(line))
-  t.equal(parsed.length, 4)
-  t.match(parsed[3], { level: 60, err: { type: 'AggregateError', message: '2 failed', errors: [{ message: 'inner' }, 'text'] } })
-  t.match(parsed[0], { level: 30, run_id: 'r1', msg: 'plain message' })
-  t.match(parsed[1], { level: 50, run_id: 'r1', attempt: 2, msg: 'with fields', err: { type: 'TypeError', message: 'bad', stack: /TypeError: bad/ } })
-  t.match(parsed[2], { level: 40, only: 'fields' })
-  t.notOk('msg' in parsed[2])
-  t.equal(log.level, 'info')
-  t.ok(typeof jsonLineLogger().info === 'function', 'stdout by default')
 })

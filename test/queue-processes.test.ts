@@ -18,7 +18,7 @@ const SPAWN_MS = 20_000
 
 interface WorkerProcess {
   child: ChildProcess
-  events: Array<{ event: string, run_id?: string, attempt?: number }>
+  events: Array<{ event?: string, run_id?: string, attempt?: number, msg?: string, level?: number, err?: Record<string, unknown> }>
 }
 
 function spawnWorker (name: string): WorkerProcess {
@@ -71,4 +71,19 @@ t.test('runs accepted while no worker process runs are handled once one starts; 
   third.child.kill('SIGTERM')
   await once(third.child, 'exit')
   t.ok(third.events.some((e) => e.event === 'closed'), 'closed and exited on its own')
+})
+
+t.test('a worker process given no logger writes pino JSON lines on stdout, info and above, errors with type, message and stack', async (t) => {
+  const name = queueName()
+  const { app } = await instance(t, server, { name, worker: false })
+  await app.ready()
+  const worker = spawnWorker(name)
+  const run = buildRunWebhook({ values: { log: true } })
+  t.equal((await deliverRun(app, run, { token })).statusCode, 202)
+  await until(() => worker.events.some((e) => e.msg === 'an error line'), SPAWN_MS, 'the error line written')
+  const logged = worker.events.filter((e) => e.msg !== undefined)
+  t.match(logged.find((e) => e.msg === 'an info line'), { level: 30, run_id: run.run_id, attempt: 1 })
+  t.match(logged.find((e) => e.msg === 'an error line'), { level: 50, run_id: run.run_id, err: { type: 'TypeError', message: 'bad', stack: /TypeError: bad/ } })
+  t.notOk(logged.some((e) => e.msg === 'a debug line'), 'debug is below the level: the lines after it are there, it is not')
+  worker.child.kill('SIGKILL')
 })

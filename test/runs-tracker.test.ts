@@ -11,7 +11,8 @@ import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { TOKEN } from './helpers/app.js'
 import { logSink } from './helpers/log.js'
 import { createMemoryRunTracker, HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun } from '../lib/runs/tracker.js'
-import { createRedisRunTracker, RedisUnavailableError } from '../lib/runs/redis.js'
+import { createRedisRunTracker } from '../lib/runs/redis.js'
+import { RedisUnavailableError } from '../lib/errors.js'
 import { startRedisServer } from './helpers/redis-server.js'
 
 const LEASE_MS = 1000

@@ -5,7 +5,7 @@ import { z } from 'zod'
 import * as v from 'valibot'
 import { type } from 'arktype'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
-import { createValuesValidator, importTypeBox, type ValuesSchema } from '../lib/values-schema.js'
+import { createValuesValidator, type ValuesSchema } from '../lib/values-schema.js'
 import { buildApp, TOKEN } from './helpers/app.js'
 
 // The same state, { messages: string[] }, in each library a user may have.
@@ -131,7 +131,10 @@ test('refused at registration: anything that is not one of the accepted kinds, a
       message: /valuesSchema must be a TypeBox schema \(@sinclair\/typebox 0\.34 or typebox 1\.x\), or a Standard Schema v1 validator \(Zod/
     }, name)
   }
-  await t.rejects(createValuesValidator(Type.Object({}), () => importTypeBox('typebox-not-installed')), {
+  // typebox missing: its import fails.
+  const missing = { get Compile (): never { throw new Error("Cannot find package 'typebox'") } }
+  const { createValuesValidator: withoutTypeBox } = await t.mockImport<typeof import('../lib/values-schema.js')>('../lib/values-schema.js', { 'typebox/compile': missing })
+  await t.rejects(withoutTypeBox(Type.Object({})), {
     code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION',
     message: /valuesSchema is a TypeBox 1\.x schema.*npm install typebox/
   })

@@ -10,7 +10,10 @@ const app = Fastify()
 await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection } })
 await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection: 'redis://127.0.0.1:6379', name: 'hooks', attempts: 5, backoffMs: 500, concurrency: 4, worker: false, lockMs: 10_000 } })
 await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection: { host: '127.0.0.1', port: 6379 } } })
-expectError(app.register(langgraphWebhooks, { token: 'x', queue: {} }))
+// queue.connection may be left out when the plugin's redis is given (checked at registration).
+await app.register(langgraphWebhooks, { token: 'x'.repeat(32), redis: connection, queue: {}, dedupe: false })
+await app.register(langgraphWebhooks, { token: 'x'.repeat(32), redis: 'redis://127.0.0.1:6379', dedupe: true })
+expectError(app.register(langgraphWebhooks, { token: 'x', redis: 6379 }))
 expectError(app.register(langgraphWebhooks, { token: 'x', queue: { connection, worker: 'no' } }))
 expectError(app.register(langgraphWebhooks, { token: 'x', queue: { connection, attemps: 3 } }))
 

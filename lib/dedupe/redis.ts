@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto'
-import { createError } from '@fastify/error'
 import type { Redis } from 'ioredis'
 import type { DedupeStore, ReserveResult } from './store.js'
-import { withTimeout } from '../timeout.js'
+import { RedisDedupeStoreError } from '../errors.js'
+import { bounded, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT_MS, newOwner, type RedisConnection } from '../redis.js'
 
 export interface RedisDedupeStoreOptions {
   /** Prepended to every key (`<prefix>{dedupe}:<run_id>:<status>`, both encoded). Default `langgraph-webhooks:`. */
@@ -14,20 +13,17 @@ export interface RedisDedupeStoreOptions {
   timeoutMs?: number
 }
 
-/** A Redis dedupe operation failed fast: Redis unreachable, too slow, or it answered an error. */
-export const RedisDedupeStoreError = createError<[string]>(
-  'FST_LANGGRAPH_WEBHOOKS_REDIS_DEDUPE',
-  'Redis dedupe store: %s'
-)
+/** A dedupe store in Redis, and the Redis it lives in. */
+export interface RedisDedupeStore extends DedupeStore {
+  /**
+   * The store's Redis: given as `dedupe.store` without the plugin's `redis`
+   * option, the plugin tracks started runs and relays deliveries to waiters
+   * of every instance on it too.
+   */
+  readonly redis: RedisConnection
+}
 
-/**
- * A store's connection, under a symbol (not enumerable): the plugin tracks
- * started runs and relays deliveries to waiters on it.
- */
-export const REDIS_CONNECTION = Symbol.for('fastify-langgraph-webhooks.redis')
-
-export const DEFAULT_REDIS_PREFIX = 'langgraph-webhooks:'
-export const DEFAULT_REDIS_TIMEOUT_MS = 1000
+export { RedisDedupeStoreError, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT_MS }
 
 // The namespace of dedupe keys beside the prefix, hash-tagged: one Redis Cluster slot for them all.
 const NAMESPACE = '{dedupe}:'
@@ -52,9 +48,6 @@ interface DedupeCommands {
   langgraphWebhooksRelease(key: string, lease: string): Promise<number>
 }
 
-/** Statuses in which ioredis would only queue a command: fail at once instead. */
-const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
-
 function noop (): void {}
 
 /**
@@ -77,7 +70,7 @@ function noop (): void {}
  * `client` is an ioredis client (`new Redis(url)`); the store does not own
  * it: quit it yourself on shutdown.
  */
-export function createRedisDedupeStore (client: Redis, options: RedisDedupeStoreOptions = {}): DedupeStore {
+export function createRedisDedupeStore (client: Redis, options: RedisDedupeStoreOptions = {}): RedisDedupeStore {
   if (client === null || typeof client !== 'object' || typeof client.defineCommand !== 'function') {
     throw new TypeError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
   }
@@ -88,25 +81,23 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
   }
   const keyPrefix = prefix + NAMESPACE
   // The owner of reservations made without one (callers of the store's own API).
-  const anonymous = randomBytes(9).toString('base64url')
+  const anonymous = newOwner()
 
   client.defineCommand('langgraphWebhooksReserve', { numberOfKeys: 1, lua: RESERVE })
   client.defineCommand('langgraphWebhooksRelease', { numberOfKeys: 1, lua: RELEASE })
   const scripts = client as unknown as DedupeCommands
 
-  function bounded<T> (operation: Promise<T>, what: string): Promise<T> {
-    return withTimeout(operation, timeoutMs, () => new RedisDedupeStoreError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
-  }
+  const failed = (message: string): Error => new RedisDedupeStoreError(message)
+  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation, failed)
 
-  const store: DedupeStore = {
+  return {
+    redis: { client, prefix, timeoutMs },
+
     async reserve (key: string, leaseMs: number, owner: string = anonymous): Promise<ReserveResult> {
-      if (DISCONNECTED.has(client.status)) {
-        throw new RedisDedupeStoreError(`Redis is unreachable (client ${client.status})`)
-      }
       const redisKey = keyPrefix + key
       const lease = LEASE + owner
       try {
-        return await bounded(scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs), 'reserve')
+        return await run('reserve', () => scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs))
       } catch (error) {
         // The reservation may still be applied later (a queued or resent
         // command): undo it, in order, behind it on the same connection.
@@ -116,13 +107,11 @@ export function createRedisDedupeStore (client: Redis, options: RedisDedupeStore
     },
 
     async complete (key: string, ttlMs: number): Promise<void> {
-      await bounded(client.set(keyPrefix + key, DONE, 'PX', ttlMs), 'complete')
+      await run('complete', () => client.set(keyPrefix + key, DONE, 'PX', ttlMs))
     },
 
     async release (key: string, owner: string = anonymous): Promise<void> {
-      await bounded(scripts.langgraphWebhooksRelease(keyPrefix + key, LEASE + owner), 'release')
+      await run('release', () => scripts.langgraphWebhooksRelease(keyPrefix + key, LEASE + owner))
     }
   }
-  Object.defineProperty(store, REDIS_CONNECTION, { value: { client, prefix, timeoutMs } })
-  return store
 }

@@ -5,12 +5,12 @@
  */
 import * as bullmq from 'bullmq'
 import * as ioredis from 'ioredis'
+import { pino } from 'pino'
 import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
 import { createTelemetry } from '../telemetry.js'
 import { createValuesValidator, type ValuesOf, type ValuesSchema, type ValuesValidator } from '../values-schema.js'
-import { QueueConnection } from './connection.js'
-import { jsonLineLogger } from './log.js'
 import { resolveWorkerOptions, type RunWorkerOptions } from '../options.js'
+import { RedisClients } from '../redis.js'
 import { processRunJobs, startRunWorker } from './worker.js'
 
 export interface RunWorker<Values = Record<string, unknown>> {
@@ -32,10 +32,10 @@ export function createRunWorker<Schema extends ValuesSchema> (options: RunWorker
 export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values>
 export function createRunWorker (options: RunWorkerOptions<ValuesSchema | undefined>): RunWorker<unknown> {
   const resolved = resolveWorkerOptions(options)
-  const log = options.logger ?? jsonLineLogger()
+  const log = options.logger ?? pino()
   const listeners = new RunListeners()
   if (options.onRun !== undefined) listeners.on(options.onRun as RunListener)
-  const connection = new QueueConnection(resolved.connection, ioredis)
+  const connection = new RedisClients(resolved.connection, ioredis)
   const telemetry = createTelemetry()
   const handle = startRunWorker({
     bullmq,

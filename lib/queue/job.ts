@@ -1,6 +1,6 @@
 import { describeError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
-import { encodeKeyPart } from '../redis-keys.js'
+import { encodeKeyPart } from '../redis.js'
 
 /** What a job holds: the run as listeners see it (token masked), never the token. */
 export interface RunJobData {

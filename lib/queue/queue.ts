@@ -6,10 +6,9 @@ import type { RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Telemetry } from '../telemetry.js'
 import type { ValuesValidator } from '../values-schema.js'
-import { QueueConnection } from './connection.js'
 import { jobIdOf, runOf, type RunJobData } from './job.js'
-import { loadBullmq, loadIoredis, type Bullmq } from './load.js'
 import type { ResolvedQueue } from '../options.js'
+import { loadBullmq, RedisClients } from '../redis.js'
 import type { RunQueue } from './types.js'
 import { createQueueStep } from './step.js'
 import { processRunJobs, startRunWorker, type RunWorkerHandle } from './worker.js'
@@ -18,8 +17,6 @@ export interface StartedQueue {
   /** Stores a run as a job (the route then replies 202). */
   store: StoreRun
   admin: RunQueue
-  /** A new client to the queue's Redis (e.g. for pub/sub); connects on first use and is closed with the queue. */
-  duplicateConnection(): Redis
   /**
    * The queue's client, with a key prefix of this queue's own, for what the
    * plugin keeps beside the jobs (tracked runs, waiters' relay); `storedRun`
@@ -32,14 +29,6 @@ export interface StartedQueue {
   close(): Promise<void>
 }
 
-/** The loaders of the optional peers; a test swaps them to see a missing package refused. */
-export interface QueuePeers {
-  bullmq: () => Promise<Bullmq>
-  ioredis: typeof loadIoredis
-}
-
-const PEERS: QueuePeers = { bullmq: loadBullmq, ioredis: loadIoredis }
-
 /** What the queue asks of telemetry: the trace context for a job, the worker's span, the gauges. */
 export type QueueTelemetry = Pick<Telemetry, 'carrier' | 'processing' | 'observeQueue' | 'timed'>
 
@@ -48,12 +37,10 @@ export async function startQueue (
   listeners: Pick<RunListeners, 'dispatch'>,
   log: FastifyBaseLogger,
   telemetry: QueueTelemetry,
-  values?: ValuesValidator,
-  peers: QueuePeers = PEERS
+  values?: ValuesValidator
 ): Promise<StartedQueue> {
-  const bullmq = await peers.bullmq()
-  const ioredis = 'client' in options.connection ? undefined : await peers.ioredis()
-  const connection = new QueueConnection(options.connection, ioredis)
+  const bullmq = await loadBullmq()
+  const connection = await RedisClients.connect(options.connection)
   const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, {
     connection: connection.client,
     defaultJobOptions: {
@@ -107,7 +94,6 @@ export async function startQueue (
   return {
     store: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
     admin,
-    duplicateConnection: () => connection.duplicate(),
     redis: {
       client: connection.client,
       prefix: `langgraph-webhooks:${options.name}:`,

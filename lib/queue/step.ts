@@ -3,14 +3,9 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { StoreRun } from '../receive.js'
 import type { RunWebhook } from '../schemas.js'
-import { QueueUnavailableError } from '../errors.js'
+import { AddTimeoutError, QueueUnavailableError } from '../errors.js'
 import { jobIdOf, serializedJobData, type RunJobData } from './job.js'
-import { withTimeout } from '../timeout.js'
-
-/** Statuses in which ioredis would only queue a command: refuse at once instead. */
-const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
-
-class AddTimeoutError extends Error {}
+import { DISCONNECTED, withTimeout } from '../redis.js'
 
 /**
  * "Store the run, reply 202": adds the run as a job keyed by run id and

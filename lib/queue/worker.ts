@@ -5,7 +5,7 @@ import type { RunContext, RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import { checkValues, type ValuesValidator } from '../values-schema.js'
 import { describeFailure, runOf, type RunJobData } from './job.js'
-import type { Bullmq } from './load.js'
+import type { Bullmq } from '../redis.js'
 
 /** Handles one job; telemetry wraps it (`job.data.trace` carries the delivery's context). */
 export type RunJobProcessor = (job: Job<RunJobData>) => Promise<void>

@@ -1,11 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { REDIS_CONNECTION } from '../dedupe/redis.js'
 import { LanggraphNotConfiguredError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Receiver, RunTracking } from '../receive.js'
 import { Reconciler } from './reconcile.js'
-import { createRedisRelay, createRedisRunTracker, type RedisConnection, type RelayConnection } from './redis.js'
+import { createRedisRelay, createRedisRunTracker, type RelayConnection } from './redis.js'
 import type { LanggraphRun, LanggraphStreamChunk, RunPayload } from './sdk.js'
 import { createMemoryRunTracker, type DeliveryPath, type RunTracker } from './tracker.js'
 import { RunWaiters, type WaitForRunOptions } from './waiters.js'
@@ -33,16 +32,14 @@ export interface Runs {
   close (): Promise<void>
 }
 
-/** The connection of the queue, or of a Redis dedupe store (the two do not combine). */
-function redisOf (options: ResolvedOptions, queue: RelayConnection | undefined): RelayConnection | undefined {
-  return queue ?? (options.dedupe?.store as { [REDIS_CONNECTION]?: RedisConnection } | undefined)?.[REDIS_CONNECTION]
-}
-
 /** Everything of the runs the application starts and waits for, tracked in Redis when the plugin has a connection. */
-// `queue` is the queue's RedisConnection, typed loosely so that the
-// declarations need no ioredis.
-export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, queue?: object): Promise<Runs> {
-  const redis = redisOf(options, queue as RelayConnection | undefined)
+// `connection` is the plugin's Redis (the queue's, or its own), typed
+// loosely so that the declarations need no ioredis.
+export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, connection?: object): Promise<Runs> {
+  const redis = connection as RelayConnection | undefined
+  if (redis === undefined && options.langgraph !== undefined && options.dedupe?.inMemory === false) {
+    log.info('fastify-langgraph-webhooks: started runs are tracked in this process only (the dedupe store tells no Redis): give the redis option to track them, and resolve waitForRun, across instances')
+  }
   const waiters = new RunWaiters()
   if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, waiters, log))
 

@@ -1,22 +1,11 @@
-import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
 import { redactRun } from '../redact.js'
 import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
 import type { WaitRelay } from './waiters.js'
 import { jobIdOf } from '../queue/job.js'
-import { withTimeout } from '../timeout.js'
-import { encodeKeyPart } from '../redis-keys.js'
-
-/** The Redis connection the plugin shares with its dedupe store or queue. */
-export interface RedisConnection {
-  client: Redis
-  /** Prepended to every key and channel. */
-  prefix: string
-  /** The longest an operation may take before it fails. */
-  timeoutMs: number
-}
+import { RedisUnavailableError } from '../errors.js'
+import { bounded, DISCONNECTED, encodeKeyPart, newOwner, withTimeout, type RedisConnection } from '../redis.js'
 
 // Claims (KEYS[1] claim key): `w:<n>` n webhooks in flight, `r:<owner>` a
 // reconciliation in flight, `done:w` / `done:r` handled by either path.
@@ -92,18 +81,7 @@ interface TrackerCommands {
   langgraphRunsReschedule (run: string, due: string, json: string, dueAt: number, runId: string): Promise<number>
 }
 
-/** Statuses in which ioredis would only queue a command: fail at once instead. */
-const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
-
-/** A Redis operation of the tracker or relay failed fast. */
-export class RedisUnavailableError extends Error {
-  name = 'RedisUnavailableError'
-}
-
-function bounded<T> (client: Redis, timeoutMs: number, what: string, operation: () => Promise<T>): Promise<T> {
-  if (DISCONNECTED.has(client.status)) return Promise.reject(new RedisUnavailableError(`Redis is unreachable (client ${client.status})`))
-  return withTimeout(operation(), timeoutMs, () => new RedisUnavailableError(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
-}
+const unavailable = (message: string): Error => new RedisUnavailableError(message)
 
 /**
  * Tracked runs in Redis, shared by every instance and kept across restarts:
@@ -126,7 +104,7 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
   const dueKey = `${prefix}{runs}:due`
   const claimKey = (runId: string): string => `${prefix}{runs}:claim:${encodeKeyPart(runId)}`
   const runKey = (runId: string): string => runPrefix + encodeKeyPart(runId)
-  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation)
+  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation, unavailable)
 
   return {
     async track (tracked, dueAt) {
@@ -191,7 +169,7 @@ export async function createRedisRelay (
 ): Promise<WaitRelay> {
   const channel = `${prefix}{relay}:delivered`
   const runKey = (runId: string): string => `${prefix}{relay}:run:${encodeKeyPart(runId)}`
-  const self = randomBytes(9).toString('base64url')
+  const self = newOwner()
   const publisher = client.duplicate()
   publisher.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to other instances failed; it reconnects') })
   // Resubscribed here after a reconnect rather than by ioredis, whose own
@@ -210,13 +188,13 @@ export async function createRedisRelay (
   /** Reads a run delivered elsewhere and hands it to the waiters; `stored` is its key's value when known. */
   async function fetch (runId: string, stored?: string): Promise<void> {
     try {
-      stored ??= await bounded(publisher, timeoutMs, 'relay lookup', () => publisher.get(runKey(runId))) ?? undefined
+      stored ??= await bounded(publisher, timeoutMs, 'relay lookup', () => publisher.get(runKey(runId)), unavailable) ?? undefined
       if (stored === undefined) return
       if (storedRun === undefined) {
         waiters.heard(JSON.parse(stored), stored.length)
         return
       }
-      const run = await bounded(publisher, timeoutMs, 'relay job lookup', () => storedRun(stored!))
+      const run = await bounded(publisher, timeoutMs, 'relay job lookup', () => storedRun(stored!), unavailable)
       // Not remembered here: its job keeps it.
       if (run !== undefined) waiters.heard(run, Number.POSITIVE_INFINITY)
     } catch (error) {
@@ -239,7 +217,7 @@ export async function createRedisRelay (
     fetch(runId, typeof parsed.job === 'string' ? parsed.job : undefined)
   })
   try {
-    await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel))
+    await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel), unavailable)
   } catch (error) {
     // Still queued: it is sent when Redis comes back.
     notSubscribed(error)

@@ -1,3 +1,5 @@
+import { LruMap } from 'toad-cache'
+
 /** A run started through the plugin, waiting for a handled delivery. */
 export interface TrackedRun {
   runId: string
@@ -58,37 +60,6 @@ export const RECONCILED_MS = 60 * 60 * 1000
 export const HANDLED_MS = 60 * 1000
 export const DEFAULT_MAX_RUNS = 10_000
 
-/** Keys that expire after a fixed time, in order of expiry, at most `max` of them. */
-class ExpiringKeys {
-  readonly #until = new Map<string, number>()
-  readonly #ttlMs: number
-  readonly #max: number
-
-  constructor (ttlMs: number, max: number) {
-    this.#ttlMs = ttlMs
-    this.#max = max
-  }
-
-  add (key: string): void {
-    this.#until.delete(key)
-    this.#until.set(key, Date.now() + this.#ttlMs)
-    this.prune()
-  }
-
-  has (key: string): boolean {
-    const until = this.#until.get(key)
-    return until !== undefined && until > Date.now()
-  }
-
-  prune (): void {
-    const now = Date.now()
-    for (const [key, until] of this.#until) {
-      if (until > now && this.#until.size <= this.#max) break
-      this.#until.delete(key)
-    }
-  }
-}
-
 interface Entry {
   run: TrackedRun
   dueAt: number
@@ -99,8 +70,10 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }:
   const runs = new Map<string, Entry>()
   // Webhooks in flight per run, or the owner of the reconciliation holding it.
   const claims = new Map<string, number | string>()
-  const handledByWebhook = new ExpiringKeys(HANDLED_MS, maxRuns)
-  const reconciled = new ExpiringKeys(RECONCILED_MS, maxRuns)
+  // Runs handled lately, by either path: bounded in count and age.
+  const handledByWebhook = new LruMap<true>(maxRuns, HANDLED_MS)
+  const reconciled = new LruMap<true>(maxRuns, RECONCILED_MS)
+  const handled = (runs: LruMap<true>, runId: string): boolean => runs.get(runId) === true
 
   function untrack (runId: string): void {
     runs.delete(runId)
@@ -109,7 +82,7 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }:
 
   return {
     async track (run, dueAt) {
-      if (handledByWebhook.has(run.runId) || reconciled.has(run.runId)) return false
+      if (handled(handledByWebhook, run.runId) || handled(reconciled, run.runId)) return false
       runs.delete(run.runId)
       runs.set(run.runId, { run, dueAt })
       if (runs.size > maxRuns) {
@@ -123,8 +96,8 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }:
     async claim (runId, path, owner) {
       const claim = claims.get(runId)
       if (path === 'webhook') {
-        if (reconciled.has(runId) || typeof claim === 'string') return 'refused'
-        if (handledByWebhook.has(runId)) return 'passed'
+        if (handled(reconciled, runId) || typeof claim === 'string') return 'refused'
+        if (handled(handledByWebhook, runId)) return 'passed'
         claims.set(runId, (claim ?? 0) + 1)
         return 'claimed'
       }
@@ -145,8 +118,8 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }:
 
     async handled (runId, path) {
       untrack(runId)
-      if (path === 'webhook') handledByWebhook.add(runId)
-      else reconciled.add(runId)
+      const handledBy = path === 'webhook' ? handledByWebhook : reconciled
+      handledBy.set(runId, true)
     },
 
     async due (now, limit) {
@@ -162,8 +135,6 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }:
         due.push({ ...entry.run })
         if (due.length === limit) break
       }
-      handledByWebhook.prune()
-      reconciled.prune()
       return due
     },
 

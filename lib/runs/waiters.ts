@@ -1,3 +1,4 @@
+import { LruMap } from 'toad-cache'
 import { ShuttingDownError, TooManyWaitersError, WaitTimeoutError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 
@@ -11,11 +12,7 @@ export interface WaitForRunOptions {
 export const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60 * 1000
 /** How long a delivery is remembered for a caller that gets to wait after it arrived. */
 export const REMEMBER_MS = 60 * 1000
-/**
- * The most deliveries remembered at once (the oldest is forgotten first): a
- * burst can neither take the memory nor keep enough runs alive to burden
- * the garbage collector (bench/README.md).
- */
+/** The most deliveries remembered at once (the oldest is forgotten first), so that a burst keeps few runs alive. */
 export const MAX_REMEMBERED = 100
 /** The most body bytes remembered at once: large `values` are remembered only while they fit. */
 export const MAX_REMEMBERED_BYTES = 256 * 1024
@@ -23,6 +20,12 @@ export const MAX_REMEMBERED_BYTES = 256 * 1024
 export const MAX_WAITING = 10_000
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
+interface Remembered {
+  run: RunWebhook<unknown>
+  bytes: number
+  until: number
+}
 
 interface Waiter {
   resolve: (run: RunWebhook<unknown>) => void
@@ -44,24 +47,15 @@ export interface WaitRelay {
  * Callers waiting for a run's delivery, and the deliveries of the last
  * minute for callers that come late (runs often finish before the code that
  * started them gets to wait). Every waiter holds one timer, dropped as soon
- * as it settles; remembered deliveries expire on one shared timer.
+ * as it settles; remembered deliveries stay within a count and a byte budget,
+ * the oldest forgotten first.
  */
 export class RunWaiters {
   readonly #waiting = new Map<string, Set<Waiter>>()
   #waiters = 0
-  /**
-   * The remembered deliveries, oldest first, in a ring of parallel arrays:
-   * remembering one costs no hashing and no allocation, on every delivery;
-   * a late caller's lookup scans them, which only a wait pays for.
-   */
-  readonly #ids: Array<string | undefined>
-  readonly #runs: Array<RunWebhook<unknown> | undefined>
-  readonly #untils: number[]
-  readonly #bytes: number[]
-  #oldest = 0
-  #count = 0
+  // Without a TTL of its own: expiry is checked here, so that the byte count stays exact.
+  readonly #remembered: LruMap<Remembered>
   #rememberedBytes = 0
-  #sweep: NodeJS.Timeout | undefined
   #relay: WaitRelay | undefined
   #closed = false
   readonly #rememberMs: number
@@ -74,10 +68,7 @@ export class RunWaiters {
     this.#rememberMs = rememberMs
     this.#maxRemembered = maxRemembered
     this.#maxRememberedBytes = maxRememberedBytes
-    this.#ids = new Array(maxRemembered).fill(undefined)
-    this.#runs = new Array(maxRemembered).fill(undefined)
-    this.#untils = new Array(maxRemembered).fill(0)
-    this.#bytes = new Array(maxRemembered).fill(0)
+    this.#remembered = new LruMap<Remembered>(maxRemembered)
   }
 
   /** Sends the deliveries received here to the waiters of other instances too. */
@@ -175,45 +166,27 @@ export class RunWaiters {
   }
 
   #remember (runId: string, run: RunWebhook<unknown>, bytes: number): void {
-    const max = this.#maxRemembered
-    if (bytes > this.#maxRememberedBytes || max === 0) return
-    while (this.#count === max || this.#rememberedBytes + bytes > this.#maxRememberedBytes) this.#forgetOldest()
-    const slot = (this.#oldest + this.#count) % max
-    this.#ids[slot] = runId
-    this.#runs[slot] = run
-    this.#untils[slot] = Date.now() + this.#rememberMs
-    this.#bytes[slot] = bytes
-    this.#count++
-    this.#rememberedBytes += bytes
-    this.#sweep ??= this.#scheduleSweep()
-  }
-
-  /** The newest remembered delivery of the run, if it is recent enough. */
-  #recall (runId: string): RunWebhook<unknown> | undefined {
-    for (let i = this.#count - 1; i >= 0; i--) {
-      const slot = (this.#oldest + i) % this.#maxRemembered
-      if (this.#ids[slot] === runId) return this.#untils[slot] > Date.now() ? this.#runs[slot] : undefined
+    if (bytes > this.#maxRememberedBytes) return
+    this.#forget(runId)
+    const remembered = this.#remembered
+    while (remembered.size > 0 && (remembered.size >= this.#maxRemembered || this.#rememberedBytes + bytes > this.#maxRememberedBytes)) {
+      this.#forget(remembered.first.key)
     }
-    return undefined
+    remembered.set(runId, { run, bytes, until: Date.now() + this.#rememberMs })
+    this.#rememberedBytes += bytes
   }
 
-  #forgetOldest (): void {
-    const slot = this.#oldest
-    this.#rememberedBytes -= this.#bytes[slot]
-    this.#ids[slot] = undefined
-    this.#runs[slot] = undefined
-    this.#oldest = (slot + 1) % this.#maxRemembered
-    this.#count--
+  /** The remembered delivery of the run, if it is recent enough. */
+  #recall (runId: string): RunWebhook<unknown> | undefined {
+    const remembered = this.#remembered.get(runId)
+    return remembered !== undefined && remembered.until > Date.now() ? remembered.run : undefined
   }
 
-  #scheduleSweep (): NodeJS.Timeout | undefined {
-    if (this.#count === 0) return undefined
-    // Remembered deliveries are no reason to keep the process alive.
-    return setTimeout(() => {
-      const now = Date.now()
-      while (this.#count > 0 && this.#untils[this.#oldest] <= now) this.#forgetOldest()
-      this.#sweep = this.#scheduleSweep()
-    }, Math.max(0, this.#untils[this.#oldest] - Date.now()) + 1).unref()
+  #forget (runId: string): void {
+    const remembered = this.#remembered.get(runId)
+    if (remembered === undefined) return
+    this.#rememberedBytes -= remembered.bytes
+    this.#remembered.delete(runId)
   }
 
   /** Rejects every waiter (the application is closing) and forgets every delivery. */
@@ -222,9 +195,8 @@ export class RunWaiters {
     for (const waiters of [...this.#waiting.values()]) {
       for (const waiter of waiters) waiter.reject(new ShuttingDownError())
     }
-    clearTimeout(this.#sweep)
-    this.#sweep = undefined
-    while (this.#count > 0) this.#forgetOldest()
+    this.#remembered.clear()
+    this.#rememberedBytes = 0
     await this.#relay?.close()
   }
 }
