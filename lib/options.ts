@@ -4,7 +4,7 @@
 import type { FastifyBaseLogger, RegisterOptions } from 'fastify'
 import { createMemoryDedupeStore } from './dedupe/memory.js'
 import { createRedisDedupeStore } from './dedupe/redis.js'
-import type { DedupeStore } from './dedupe/store.js'
+import type { DedupeStore } from './dedupe/memory.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
 import { maskTokenInUrl } from './redact.js'

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { DedupeStore } from './dedupe/store.js'
+import type { DedupeStore } from './dedupe/memory.js'
 import {
   DedupeStoreError, DeliveryInFlightError, ListenerError, ListenerTimeoutError, RunTrackerError, StaleDeliveryError
 } from './errors.js'
@@ -101,18 +101,19 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
 
   async function receive (body: unknown, source: Source): Promise<Outcome> {
     const trace = telemetry.trace(source.request)
+    let outcome: Outcome
     try {
       const run = await accept(body)
       trace?.run(run, source.reconciled === true)
-      const outcome = await telemetry.within(trace, () => deliver(run, source, trace))
+      outcome = await telemetry.within(trace, () => deliver(run, source, trace))
       trace?.delivered(outcome, run)
-      return outcome
     } catch (error) {
       trace?.failed(error)
-      throw error
-    } finally {
       trace?.settled()
+      throw error
     }
+    trace?.settled()
+    return outcome
   }
 
   /** A valid run, its values checked, its token masked, inside the replay window; or a 400. */

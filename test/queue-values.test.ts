@@ -98,5 +98,5 @@ t.test('a worker whose valuesSchema the stored values fail: the listeners are no
 })
 
 t.test('createRunWorker refuses a valuesSchema that is no schema it knows', async (t) => {
-  t.throws(() => createRunWorker({ connection: server.url, valuesSchema: { type: 'object' } as never }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: /createRunWorker: valuesSchema must be a TypeBox schema/ })
+  t.throws(() => createRunWorker({ connection: server.url, valuesSchema: { type: 'object' } as never }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION', message: /createRunWorker.valuesSchema must be a TypeBox schema/ })
 })

@@ -203,3 +203,18 @@ t.test('at most 10 000 callers wait at once: one more is refused with a clear er
   controller.abort(new Error('done'))
   await Promise.allSettled(waiting)
 })
+
+t.test('a run too deep to measure is delivered to its waiters, and not remembered for late ones', async (t) => {
+  const waiters = new RunWaiters()
+  t.teardown(() => waiters.close())
+  let values: Record<string, unknown> = {}
+  for (let i = 0; i < 20_000; i++) values = { a: values }
+  const deep = buildRunWebhook({ values })
+  const waiting = waiters.wait(deep.run_id)
+  waiters.arrived(deep)
+  t.equal(await waiting, deep, 'the waiter got it')
+  await t.rejects(waiters.wait(deep.run_id, { timeoutMs: 50 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' }, 'a late caller waits for another delivery')
+  const shallow = buildRunWebhook()
+  waiters.arrived(shallow)
+  t.equal(await waiters.wait(shallow.run_id, { timeoutMs: 50 }), shallow, 'a run that can be measured is remembered')
+})

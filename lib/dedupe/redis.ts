@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { DedupeStore, ReserveResult } from './store.js'
+import type { DedupeStore, ReserveResult } from './memory.js'
 import { RedisDedupeStoreError } from '../errors.js'
 import { bounded, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT_MS, newOwner, type RedisConnection } from '../redis.js'
 

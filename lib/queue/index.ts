@@ -67,4 +67,4 @@ function lazyValidator (schema: ValuesSchema | undefined): () => Promise<ValuesV
 
 export { jobIdOf, type RunJobData } from './job.js'
 export type { QueueOptions, RedisClientLike, RunWorkerOptions } from '../options.js'
-export type { FailedRun, QueueCounts, RunQueue } from './types.js'
+export type { FailedRun, QueueCounts, RunQueue } from './queue.js'
