@@ -164,3 +164,8 @@ export function describeError (value: unknown): Error {
   described.stack = (object ? readString(value, 'stack') : undefined) ?? `${name}: ${message}`
   return described
 }
+
+/** A misused call of the plugin's API (an argument of the wrong kind): a TypeError that carries a code. */
+export class InvalidArgumentError extends TypeError {
+  readonly code = 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT'
+}

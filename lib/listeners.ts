@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { describeError } from './errors.js'
+import { describeError, InvalidArgumentError } from './errors.js'
 import type { RunStatus, RunWebhook, RunWebhookField, RunWebhookOf, RunWebhookWith } from './schemas.js'
 
 /** What a listener receives besides the run. */
@@ -55,7 +55,7 @@ export class RunListeners {
     const catchAll = typeof statusOrListener === 'function'
     const listener = catchAll ? statusOrListener : maybeListener
     if (typeof listener !== 'function') {
-      throw new TypeError('onRun(listener) or onRun(status | statuses, listener): the listener must be a function')
+      throw new InvalidArgumentError('onRun(listener) or onRun(status | statuses, listener): the listener must be a function')
     }
     if (catchAll) {
       const subscription: AnyListener = (run, context) => (listener as AnyListener)(run, context)
@@ -63,11 +63,11 @@ export class RunListeners {
       return () => { this.#catchAll.delete(subscription) }
     }
     if (!this.#byStatusAllowed) {
-      throw new TypeError('onRun(status, listener) filters by status, but allowedFields does not list "status": add it to allowedFields and to the server\'s webhooks.allowed_fields, or subscribe with onRun(listener)')
+      throw new InvalidArgumentError('onRun(status, listener) filters by status, but allowedFields does not list "status": add it to allowedFields and to the server\'s webhooks.allowed_fields, or subscribe with onRun(listener)')
     }
     const statuses = [...new Set(Array.isArray(statusOrListener) ? statusOrListener : [statusOrListener])]
     if (statuses.length === 0 || !statuses.every((status) => typeof status === 'string' && status.length > 0)) {
-      throw new TypeError('onRun(status | statuses, listener): give a run status such as "success" or a non-empty array of them')
+      throw new InvalidArgumentError('onRun(status | statuses, listener): give a run status such as "success" or a non-empty array of them')
     }
     // One subscription object per call, so that subscribing the same function
     // twice and unsubscribing once leaves the other subscription in place.

@@ -1,5 +1,6 @@
 import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import { InvalidArgumentError } from './errors.js'
 
 export type TokenSource = 'query' | 'bearer'
 
@@ -57,7 +58,7 @@ function fixedForm (value: string, target: Buffer): Buffer {
 export function createTokenVerifier (tokens: string | readonly string[]): TokenVerifier {
   const list = typeof tokens === 'string' ? [tokens] : tokens
   if (!Array.isArray(list) || list.length === 0 || !list.every(isUsableToken)) {
-    throw new TypeError('createTokenVerifier(tokens) needs a non-empty string or a non-empty array of non-empty strings')
+    throw new InvalidArgumentError('createTokenVerifier(tokens) needs a non-empty string or a non-empty array of non-empty strings')
   }
   const forms = list.map((token) => fixedForm(token, Buffer.alloc(COMPARED_LENGTH)))
   return function verifyToken (candidate: unknown): boolean {

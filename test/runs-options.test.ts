@@ -73,7 +73,7 @@ t.test('runs.create and runs.stream set the webhook themselves', async (t) => {
   t.teardown(() => app.close())
   await app.register(langgraphWebhooks, { token: TOKEN, langgraph: { client, webhookUrl } })
   const create = app.langgraphWebhooks.runs.create as (...args: unknown[]) => Promise<unknown>
-  await t.rejects(create('thread', 'agent', { webhook: 'https://elsewhere' }), { name: 'TypeError', message: /payload.webhook is set by the plugin/ })
+  await t.rejects(create('thread', 'agent', { webhook: 'https://elsewhere' }), { name: 'TypeError', code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT', message: /payload.webhook is set by the plugin/ })
   await t.rejects(create('thread', 'agent', null), { name: 'TypeError', message: /runs.create: payload must be an object/ })
   const stream = app.langgraphWebhooks.runs.stream as (...args: unknown[]) => AsyncGenerator
   await t.rejects(stream('thread', 'agent', 'input').next(), { message: /runs.stream: payload must be an object/ })

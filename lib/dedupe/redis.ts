@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { DedupeStore, ReserveResult } from './memory.js'
-import { RedisDedupeStoreError } from '../errors.js'
+import { InvalidArgumentError, RedisDedupeStoreError } from '../errors.js'
 import { bounded, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT_MS, newOwner, type RedisConnection } from '../redis.js'
 
 export interface RedisDedupeStoreOptions {
@@ -72,12 +72,12 @@ function noop (): void {}
  */
 export function createRedisDedupeStore (client: Redis, options: RedisDedupeStoreOptions = {}): RedisDedupeStore {
   if (client === null || typeof client !== 'object' || typeof client.defineCommand !== 'function') {
-    throw new TypeError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
+    throw new InvalidArgumentError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
   }
   const { prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options
-  if (typeof prefix !== 'string') throw new TypeError('createRedisDedupeStore: prefix must be a string')
+  if (typeof prefix !== 'string') throw new InvalidArgumentError('createRedisDedupeStore: prefix must be a string')
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
-    throw new TypeError(`createRedisDedupeStore: timeoutMs must be a positive integer, got ${String(timeoutMs)}`)
+    throw new InvalidArgumentError(`createRedisDedupeStore: timeoutMs must be a positive integer, got ${String(timeoutMs)}`)
   }
   const keyPrefix = prefix + NAMESPACE
   // The owner of reservations made without one (callers of the store's own API).

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { LanggraphNotConfiguredError } from '../errors.js'
+import { InvalidArgumentError, LanggraphNotConfiguredError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Receiver, RunTracking } from '../receive.js'
@@ -72,8 +72,8 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
   }
 
   function withWebhook (payload: RunPayload | undefined, webhook: string, what: string): Record<string, unknown> {
-    if (payload !== undefined && (payload === null || typeof payload !== 'object')) throw new TypeError(`${what}: payload must be an object`)
-    if (payload?.webhook !== undefined) throw new TypeError(`${what}: payload.webhook is set by the plugin (app.langgraphWebhooks.webhookUrl); leave it out`)
+    if (payload !== undefined && (payload === null || typeof payload !== 'object')) throw new InvalidArgumentError(`${what}: payload must be an object`)
+    if (payload?.webhook !== undefined) throw new InvalidArgumentError(`${what}: payload.webhook is set by the plugin (app.langgraphWebhooks.webhookUrl); leave it out`)
     return { ...payload, webhook }
   }
 

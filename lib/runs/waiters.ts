@@ -1,5 +1,5 @@
 import { LruMap } from 'toad-cache'
-import { ShuttingDownError, TooManyWaitersError, WaitTimeoutError } from '../errors.js'
+import { InvalidArgumentError, ShuttingDownError, TooManyWaitersError, WaitTimeoutError } from '../errors.js'
 import type { RunWebhook } from '../schemas.js'
 
 export interface WaitForRunOptions {
@@ -78,17 +78,17 @@ export class RunWaiters {
 
   wait (runId: string, options: WaitForRunOptions = {}): Promise<RunWebhook<unknown>> {
     if (typeof runId !== 'string' || runId.length === 0) {
-      return Promise.reject(new TypeError('waitForRun(runId): runId must be a non-empty string (run.run_id)'))
+      return Promise.reject(new InvalidArgumentError('waitForRun(runId): runId must be a non-empty string (run.run_id)'))
     }
     if (options === null || typeof options !== 'object') {
-      return Promise.reject(new TypeError('waitForRun(runId, options): options must be an object { timeoutMs?, signal? }'))
+      return Promise.reject(new InvalidArgumentError('waitForRun(runId, options): options must be an object { timeoutMs?, signal? }'))
     }
     const { timeoutMs = DEFAULT_WAIT_TIMEOUT_MS, signal } = options
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
-      return Promise.reject(new TypeError(`waitForRun: timeoutMs must be a positive integer of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof timeoutMs === 'string' ? `the string ${JSON.stringify(timeoutMs)}` : String(timeoutMs)}`))
+      return Promise.reject(new InvalidArgumentError(`waitForRun: timeoutMs must be a positive integer of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof timeoutMs === 'string' ? `the string ${JSON.stringify(timeoutMs)}` : String(timeoutMs)}`))
     }
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      return Promise.reject(new TypeError('waitForRun: signal must be an AbortSignal'))
+      return Promise.reject(new InvalidArgumentError('waitForRun: signal must be an AbortSignal'))
     }
     if (signal?.aborted === true) return Promise.reject(signal.reason)
     const remembered = this.#recall(runId)
