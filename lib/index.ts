@@ -96,7 +96,7 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
     await receiver.close()
     await runs.close()
   })
-  const route = registerRoute(fastify, options, receiver.receive, telemetry.instrument)
+  const route = registerRoute(fastify, options, receiver.receive, telemetry)
 
   const decorator: LanggraphWebhooks<any, any> = {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,

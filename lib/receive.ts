@@ -94,18 +94,78 @@ class DeliveryContext implements RunContext {
 
 const TIMED_OUT = Symbol('timed out')
 
+interface Deadline {
+  readonly at: number
+  readonly expire: (reason: typeof TIMED_OUT) => void
+}
+
+/**
+ * The listener timeouts of the deliveries waiting for their listeners, under
+ * one timer: a timer per delivery costs more than most listeners
+ * (bench/README.md). They share one duration, so insertion order is deadline order.
+ */
+class Deadlines {
+  readonly #waiting = new Set<Deadline>()
+  readonly #timeoutMs: number
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (timeoutMs: number) {
+    this.#timeoutMs = timeoutMs
+  }
+
+  add (expire: Deadline['expire']): Deadline {
+    const deadline = { at: Date.now() + this.#timeoutMs, expire }
+    this.#waiting.add(deadline)
+    this.#timer ??= setTimeout(this.#expire, this.#timeoutMs)
+    return deadline
+  }
+
+  /** Settled in time; the timer, if now idle, finds nothing when it fires. */
+  delete (deadline: Deadline): void {
+    this.#waiting.delete(deadline)
+  }
+
+  readonly #expire = (): void => {
+    this.#timer = undefined
+    const now = Date.now()
+    for (const deadline of this.#waiting) {
+      if (deadline.at > now) {
+        this.#timer = setTimeout(this.#expire, deadline.at - now)
+        return
+      }
+      this.#waiting.delete(deadline)
+      deadline.expire(TIMED_OUT)
+    }
+  }
+
+  close (): void {
+    clearTimeout(this.#timer)
+  }
+}
+
 export function createReceiver ({ options, dedupe, validateRun, validateValues, listeners, telemetry, tracking, store, log }: ReceiveParts): Receiver {
   const { redactToken, maxAgeMs, ack, listenerTimeoutMs } = options
   // Listener runs not settled yet: close() waits for them.
   const running = new Set<Promise<unknown>>()
+  const deadlines = new Deadlines(listenerTimeoutMs)
 
   async function receive (body: unknown, source: Source): Promise<Outcome> {
     const trace = telemetry.trace(source.request)
     let outcome: Outcome
     try {
-      const run = await accept(body)
+      // A valid run, its values checked, its token masked, inside the replay window; or a 400.
+      const invalid = validateRun(body)
+      if (invalid !== undefined) throw invalid
+      const run = body as RunWebhook<unknown>
+      if (validateValues !== undefined && run.values != null) {
+        const values = await checkValues(validateValues, run.values)
+        // A job keeps the input: the worker applies the schema to what it reads from Redis.
+        if (store === undefined) run.values = values
+      }
+      if (redactToken) redactRun(run)
+      if (maxAgeMs !== undefined && !(Math.abs(Date.now() - Date.parse(run.webhook_sent_at)) <= maxAgeMs)) throw new StaleDeliveryError()
       trace?.run(run, source.reconciled === true)
-      outcome = await telemetry.within(trace, () => deliver(run, source, trace))
+      outcome = trace === undefined ? await deliver(run, source, undefined) : await telemetry.within(trace, () => deliver(run, source, trace))
       trace?.delivered(outcome, run)
     } catch (error) {
       trace?.failed(error)
@@ -116,28 +176,14 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
     return outcome
   }
 
-  /** A valid run, its values checked, its token masked, inside the replay window; or a 400. */
-  async function accept (body: unknown): Promise<RunWebhook<unknown>> {
-    const invalid = validateRun(body)
-    if (invalid !== undefined) throw invalid
-    const run = body as RunWebhook<unknown>
-    if (validateValues !== undefined && run.values != null) {
-      const values = await checkValues(validateValues, run.values)
-      // A job keeps the input: the worker applies the schema to what it reads from Redis.
-      if (store === undefined) run.values = values
-    }
-    if (redactToken) redactRun(run)
-    if (maxAgeMs !== undefined && !(Math.abs(Date.now() - Date.parse(run.webhook_sent_at)) <= maxAgeMs)) throw new StaleDeliveryError()
-    return run
-  }
-
   async function deliver (run: RunWebhook<unknown>, source: Source, trace: DeliveryTrace | undefined): Promise<Outcome> {
     const context = new DeliveryContext(run, source, log)
     const reconciled = source.reconciled === true
     const owner = newOwner()
     let claim
     try {
-      claim = await tracking.claim(run.run_id, reconciled, owner)
+      const claiming = tracking.claim(run.run_id, reconciled, owner)
+      claim = claiming === undefined ? undefined : await claiming
     } catch (error) {
       context.log.error({ err: error }, 'the store of tracked runs failed to claim a run')
       throw new RunTrackerError({ cause: error })
@@ -170,40 +216,51 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
   async function handle (run: RunWebhook<unknown>, context: DeliveryContext, owner: string, trace: DeliveryTrace | undefined): Promise<Outcome> {
     const key = dedupe === undefined ? undefined : await reserve(dedupe.store, run, owner, dedupe.leaseMs, context)
     if (key === null) return 'duplicate'
-    const settled = runListeners(run, context, key, owner, trace)
+    const settled = key === undefined ? listeners.dispatch(run, context) : dispatchAndSettle(run, context, key, owner)
     if (ack === 'received') {
-      settled.catch((error: unknown) => { context.log.error({ err: error }, 'run webhook listeners failed after the delivery was acknowledged') })
+      trace?.wait(settled)
+      goOn(settled, context, 'run webhook listeners failed after the delivery was acknowledged')
       return 'received'
     }
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<typeof TIMED_OUT>((resolve) => { timer = setTimeout(resolve, listenerTimeoutMs, TIMED_OUT) })
-    const answer = await Promise.race([settled, timedOut]).catch((error: unknown) => {
-      context.log.error({ err: error }, 'run webhook listeners failed')
-      throw new ListenerError({ cause: error })
-    }).finally(() => { clearTimeout(timer) })
-    if (answer === TIMED_OUT) {
+    let deadline: Deadline | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        deadline = deadlines.add(reject)
+        settled.then(resolve, reject)
+      })
+    } catch (error) {
+      if (error !== TIMED_OUT) {
+        context.log.error({ err: error }, 'run webhook listeners failed')
+        throw new ListenerError({ cause: error })
+      }
       context.log.error({ timeoutMs: listenerTimeoutMs }, 'run webhook listeners did not settle in time; they go on, and the sender is asked to retry')
-      settled.catch((error: unknown) => { context.log.error({ err: error }, 'run webhook listeners failed after the delivery timed out') })
+      goOn(settled, context, 'run webhook listeners failed after the delivery timed out')
       trace?.abandon()
       throw new ListenerTimeoutError()
+    } finally {
+      deadlines.delete(deadline!)
     }
     return 'delivered'
   }
 
-  /** The listeners, tracked until they settle; dedupe's key is completed or released after them. */
-  function runListeners (run: RunWebhook<unknown>, context: DeliveryContext, key: string | undefined, owner: string, trace: DeliveryTrace | undefined): Promise<void> {
-    const settled = listeners.dispatch(run, context)
-    const done = settled.then(
-      async () => { if (key !== undefined) await settleKey(dedupe!.store, key, owner, true, context) },
-      async (error: unknown) => {
-        if (key !== undefined) await settleKey(dedupe!.store, key, owner, false, context)
-        throw error
-      })
-    trace?.wait(done)
-    running.add(done)
-    const forget = (): void => { running.delete(done) }
-    done.then(forget, forget)
-    return done
+  /** Listeners that go on without a reply waiting for them: close() waits for them, and their failure is logged. */
+  function goOn (settled: Promise<void>, context: DeliveryContext, failed: string): void {
+    running.add(settled)
+    settled.then(() => { running.delete(settled) }, (error: unknown) => {
+      running.delete(settled)
+      context.log.error({ err: error }, failed)
+    })
+  }
+
+  /** The listeners, then dedupe's key completed (they succeeded) or released (a retry runs them again). */
+  async function dispatchAndSettle (run: RunWebhook<unknown>, context: DeliveryContext, key: string, owner: string): Promise<void> {
+    try {
+      await listeners.dispatch(run, context)
+    } catch (error) {
+      await settleKey(dedupe!.store, key, owner, false, context)
+      throw error
+    }
+    await settleKey(dedupe!.store, key, owner, true, context)
   }
 
   /** The delivery's key, held for it; `null` when it was handled already. */
@@ -238,6 +295,7 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
     receive,
     async close () {
       while (running.size > 0) await Promise.allSettled(running)
+      deadlines.close()
     }
   }
 }

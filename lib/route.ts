@@ -12,6 +12,7 @@ import { createSwaggerTransform, hiddenFromSwagger } from './openapi.js'
 import type { ResolvedOptions } from './options.js'
 import { serializeRequest } from './redact.js'
 import type { Outcome, Receiver } from './receive.js'
+import type { Telemetry } from './telemetry.js'
 import { RunWebhookSchema, runWebhookSchemaFor } from './schemas.js'
 import { createTokenVerifier, isAuthorized } from './token.js'
 
@@ -22,7 +23,11 @@ const IDENTITY = /^\s*(?:identity)?\s*$/i
 const OTHER_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
 
 // The raw body's length, kept where the parser sees it: measuring the parsed run would mean serializing it.
-const bodyLengths = new WeakMap<FastifyRequest, number>()
+const kBodyLength = Symbol('fastify-langgraph-webhooks body length')
+
+interface MeasuredRequest extends FastifyRequest {
+  [kBodyLength]: number | undefined
+}
 
 /** The registered route. */
 export interface WebhookRoute {
@@ -39,7 +44,7 @@ export function registerRoute (
   fastify: FastifyInstance,
   options: ResolvedOptions,
   receive: Receiver['receive'],
-  instrument: (route: FastifyInstance) => void
+  telemetry: Pick<Telemetry, 'instrument' | 'start'>
 ): WebhookRoute {
   const verify = createTokenVerifier(options.tokens)
   const sources = options.tokenSources
@@ -49,8 +54,8 @@ export function registerRoute (
   const queued = options.queue !== undefined
 
   fastify.register(async function langgraphWebhookRoute (route) {
-    // First, so that every request to the route is traced, refused ones included.
-    instrument(route)
+    telemetry.instrument(route)
+    route.decorateRequest(kBodyLength, undefined)
     // This context starts with a copy of every parser the host had (a vendor
     // JSON type parsed with plain JSON.parse, a '*' catch-all): none of them
     // may reach webhook bodies. The JS server sends `text/plain;charset=UTF-8`;
@@ -59,7 +64,7 @@ export function registerRoute (
     route.removeAllContentTypeParsers()
     const parse = route.getDefaultJsonParser('error', 'error')
     route.addContentTypeParser(CONTENT_TYPES, { parseAs: 'string' }, (request, body, done) => {
-      bodyLengths.set(request, body.length)
+      ;(request as MeasuredRequest)[kBodyLength] = body.length
       parse(request, body as string, done)
     })
     route.setErrorHandler(handleError)
@@ -90,6 +95,7 @@ export function registerRoute (
       validatorCompiler: () => acceptAll,
       // Decided before the body is read: an unauthenticated body is never parsed.
       onRequest (request, reply, done) {
+        telemetry.start(request, reply)
         if (!isAuthorized(request, verify, sources)) return done(new UnauthorizedError())
         // Fastify does not decode bodies: a compressed one would be parsed as
         // if it were plain text (RFC 7694: 415 with Accept-Encoding).
@@ -102,7 +108,7 @@ export function registerRoute (
       },
       async handler (request: FastifyRequest, reply: FastifyReply) {
         // No body at all is `null`, as Fastify's own validation sees it.
-        const outcome = await receive(request.body ?? null, { request, bytes: bodyLengths.get(request) })
+        const outcome = await receive(request.body ?? null, { request, bytes: (request as MeasuredRequest)[kBodyLength] })
         reply.code(statusCodeOf(outcome, queued)).send()
       },
       onSend (request, reply, payload, done) {
@@ -120,7 +126,10 @@ export function registerRoute (
       logSerializers: { req: serializeRequest },
       // Before the body is read: the method decides, whatever the body and
       // its content type. Fastify wants a handler too; it is never reached.
-      onRequest: refuseMethod,
+      async onRequest (request, reply) {
+        telemetry.start(request, reply)
+        await refuseMethod(request, reply)
+      },
       handler: refuseMethod
     })
   }, options.context)

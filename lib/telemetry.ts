@@ -4,7 +4,7 @@ import {
   type Attributes, type Context, type Counter, type Histogram, type Link, type Meter, type MeterProvider, type ObservableCallback, type Span, type Tracer
 } from '@opentelemetry/api'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { RunListeners } from './listeners.js'
+import type { RunContext, RunListeners } from './listeners.js'
 import { RUN_STATUSES, type RunWebhook } from './schemas.js'
 
 const { name: NAME, version: VERSION } = createRequire(import.meta.url)('../package.json') as { name: string, version: string }
@@ -283,8 +283,10 @@ export interface TracedJob {
 }
 
 export interface Telemetry {
-  /** Adds the hooks that give every request to the route its span; call it first in the route's context. */
+  /** Prepares the route's context: requests carry their span, and errors are recorded on it. */
   instrument (route: FastifyInstance): void
+  /** Gives a request to the route its span; the route's first step, so that refused requests have one too. */
+  start (request: FastifyRequest, reply: FastifyReply): void
   /** The delivery's trace: its request's, or one of its own (a reconciled run); none without an SDK. */
   trace (request: FastifyRequest | undefined): DeliveryTrace | undefined
   /** Runs `work` inside the trace's context, so that the listeners' spans are its children. */
@@ -329,9 +331,9 @@ export function createTelemetry (): Telemetry {
     return { tracer: trace.getTracer(NAME, VERSION), instruments: instruments! }
   }
 
-  function onRequest (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  function start (request: FastifyRequest, reply: FastifyReply): void {
     const on = current()
-    if (on === undefined) return done()
+    if (on === undefined) return
     let parent = context.active()
     // Without an instrumentation above us, a caller's traceparent still counts.
     if (trace.getSpan(parent) === undefined) parent = propagation.extract(parent, request.headers)
@@ -340,7 +342,6 @@ export function createTelemetry (): Telemetry {
     ;(request as TracedRequest)[kTrace] = traced
     // Once, whatever happened: the reply sent, the sender gone, the socket timed out.
     reply.raw.once('close', () => { traced.replied(reply.raw.writableEnded ? reply.statusCode : undefined) })
-    done()
   }
 
   function onError (request: FastifyRequest, _reply: FastifyReply, error: FastifyError, done: () => void): void {
@@ -351,9 +352,10 @@ export function createTelemetry (): Telemetry {
   return {
     instrument (route) {
       route.decorateRequest(kTrace, null)
-      route.addHook('onRequest', onRequest)
       route.addHook('onError', onError)
     },
+
+    start,
 
     trace (request) {
       if (request !== undefined) return (request as TracedRequest)[kTrace]?.begin()
@@ -366,22 +368,24 @@ export function createTelemetry (): Telemetry {
     },
 
     timed (listeners) {
+      async function timedDispatch (on: { instruments: Instruments }, run: RunWebhook<unknown>, runContext: RunContext): Promise<void> {
+        const traced = context.active().getValue(DELIVERY_TRACE) as DeliveryTrace | undefined
+        const started = performance.now()
+        const attributes: Attributes = { [RUN_STATUS]: boundedStatus(run.status) }
+        try {
+          await listeners.dispatch(run, runContext)
+        } catch (error) {
+          attributes[ERROR_TYPE] = 'listener_failed'
+          traced?.listenersFailed(error)
+          throw error
+        } finally {
+          on.instruments.listenerDuration.record((performance.now() - started) / 1000, attributes)
+        }
+      }
       return {
-        async dispatch (run, runContext) {
+        dispatch (run, runContext) {
           const on = current()
-          if (on === undefined) return await listeners.dispatch(run, runContext)
-          const traced = context.active().getValue(DELIVERY_TRACE) as DeliveryTrace | undefined
-          const started = performance.now()
-          const attributes: Attributes = { [RUN_STATUS]: boundedStatus(run.status) }
-          try {
-            await listeners.dispatch(run, runContext)
-          } catch (error) {
-            attributes[ERROR_TYPE] = 'listener_failed'
-            traced?.listenersFailed(error)
-            throw error
-          } finally {
-            on.instruments.listenerDuration.record((performance.now() - started) / 1000, attributes)
-          }
+          return on === undefined ? listeners.dispatch(run, runContext) : timedDispatch(on, run, runContext)
         }
       }
     },
