@@ -53,6 +53,12 @@ export function registerRoute (
   const registered = { path: options.path }
   const queued = options.queue !== undefined
 
+  async function refuseMethod (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    telemetry.start(request, reply)
+    reply.header('allow', 'POST')
+    throw new MethodNotAllowedError()
+  }
+
   fastify.register(async function langgraphWebhookRoute (route) {
     telemetry.instrument(route)
     route.decorateRequest(kBodyLength, undefined)
@@ -126,10 +132,7 @@ export function registerRoute (
       logSerializers: { req: serializeRequest },
       // Before the body is read: the method decides, whatever the body and
       // its content type. Fastify wants a handler too; it is never reached.
-      async onRequest (request, reply) {
-        telemetry.start(request, reply)
-        await refuseMethod(request, reply)
-      },
+      onRequest: refuseMethod,
       handler: refuseMethod
     })
   }, options.context)
@@ -148,11 +151,6 @@ function acceptAll (): true {
 function statusCodeOf (outcome: Outcome, queued: boolean): 202 | 204 {
   if (outcome === 'duplicate') return queued ? 202 : 204
   return outcome === 'delivered' ? 204 : 202
-}
-
-async function refuseMethod (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  reply.header('allow', 'POST')
-  throw new MethodNotAllowedError()
 }
 
 function handleError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

@@ -290,7 +290,7 @@ export interface Telemetry {
   /** The delivery's trace: its request's, or one of its own (a reconciled run); none without an SDK. */
   trace (request: FastifyRequest | undefined): DeliveryTrace | undefined
   /** Runs `work` inside the trace's context, so that the listeners' spans are its children. */
-  within<T> (trace: DeliveryTrace | undefined, work: () => Promise<T>): Promise<T>
+  within<T> (trace: DeliveryTrace, work: () => Promise<T>): Promise<T>
   /** The listeners, timed; a failure is recorded on the delivery's span. */
   timed (listeners: Pick<RunListeners, 'dispatch'>): Pick<RunListeners, 'dispatch'>
   /** The active trace context as propagation headers, to store in a job; undefined when there is none. */
@@ -364,7 +364,7 @@ export function createTelemetry (): Telemetry {
     },
 
     within (traced, work) {
-      return traced === undefined ? work() : context.with(traced.context, work)
+      return context.with(traced.context, work)
     },
 
     timed (listeners) {
