@@ -116,7 +116,8 @@ class Deadlines {
   add (expire: Deadline['expire']): Deadline {
     const deadline = { at: Date.now() + this.#timeoutMs, expire }
     this.#waiting.add(deadline)
-    this.#timer ??= setTimeout(this.#expire, this.#timeoutMs)
+    // Unref'd: a waiting delivery's own request keeps the process alive, the timer alone must not.
+    this.#timer ??= setTimeout(this.#expire, this.#timeoutMs).unref()
     return deadline
   }
 
@@ -130,7 +131,7 @@ class Deadlines {
     const now = Date.now()
     for (const deadline of this.#waiting) {
       if (deadline.at > now) {
-        this.#timer = setTimeout(this.#expire, deadline.at - now)
+        this.#timer = setTimeout(this.#expire, deadline.at - now).unref()
         return
       }
       this.#waiting.delete(deadline)

@@ -17,7 +17,7 @@ const run = promisify(execFile)
 const consumer = await createConsumer()
 t.teardown(() => consumer.remove())
 // The declarations name TypeBox 1.x's and the schema libraries' types for their users: a project without them must compile too.
-const bare = await createConsumer({ without: ['typebox', 'zod', 'valibot', 'arktype'] })
+const bare = await createConsumer({ without: ['typebox', 'zod', 'valibot', 'arktype'], packed: consumer.tarball })
 t.teardown(() => bare.remove())
 
 const TOKEN = 't'.repeat(32)
@@ -113,7 +113,8 @@ const entries = {
     import { createRedisDedupeStore } from 'fastify-langgraph-webhooks/redis'
     import { createRunWorker } from 'fastify-langgraph-webhooks/queue'
     const app = Fastify()
-    await app.register(plugin, { token: '${TOKEN}' })
+    // A listener timeout far beyond the run's bound: a timer of the delivery left behind would hold the process.
+    await app.register(plugin, { token: '${TOKEN}', listenerTimeoutMs: 600000 })
     let got
     app.langgraphWebhooks.onRun((run) => { got = run.status })
     const res = await deliverRun(app, buildRunWebhook(), { token: '${TOKEN}' })
@@ -212,8 +213,8 @@ t.test('every TypeScript and JavaScript block of the README compiles under stric
   t.same(errors.map((error) => error.replace(/^readme-(\d+)\.(\w+)\((\d+),\d+\)/, (_, fence, extension, line) => `README.md:${Number(fence) + Number(line) - (extension === 'mts' ? 0 : 1)}`)), [])
 })
 
-t.test('every entry point imports and requires at run time', async (t) => {
-  const esm = await run(process.execPath, [entries.esm], { cwd: consumer.dir })
+t.test('every entry point imports and requires at run time; a process that received a run exits by itself', async (t) => {
+  const esm = await run(process.execPath, [entries.esm], { cwd: consumer.dir, timeout: 60_000 })
   t.same(JSON.parse(esm.stdout), { status: 204, got: 'success', same: true, redis: 'function', queue: 'function' })
   const cjs = await run(process.execPath, [entries.cjs], { cwd: consumer.dir })
   t.same(JSON.parse(cjs.stdout), { queue: 'function', redis: 'function' })

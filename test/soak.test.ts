@@ -8,7 +8,7 @@
 // bound measures leaks, not the store's intended growth; duplicates are
 // sent for recent runs only, whose keys the store still holds.
 //
-// Bounded: SOAK_SECONDS (default 7) of load, loopback only; set it higher
+// Bounded: SOAK_SECONDS (default 3) of load, loopback only; set it higher
 // (e.g. SOAK_SECONDS=160) for a longer soak.
 import t from 'tap'
 import { setFlagsFromString } from 'node:v8'
@@ -22,7 +22,7 @@ import { buildRunWebhook } from '../lib/testing.js'
 
 const TOKEN = 'soak-token-5b7d9f1a3c5e7a9b1d3f5a7c9e1b3d5f'
 const PATH = '/webhooks/langgraph'
-const SECONDS = Number(process.env.SOAK_SECONDS ?? 7)
+const SECONDS = Number(process.env.SOAK_SECONDS ?? 3)
 const CONCURRENCY = 50
 const FAILURE_RATE = 0.1
 const MAX_RUNS = 2_000_000

@@ -24,13 +24,12 @@ export interface Consumer {
  * built dist/ already) and unpacks it into the node_modules of a fresh
  * project, beside links to this repository's dependencies: only the files
  * that would be published are there. `without` leaves dependencies out, as
- * a project that did not install them.
+ * a project that did not install them; `packed` reuses a tarball packed already.
  */
-export async function createConsumer ({ without = [] }: { without?: string[] } = {}): Promise<Consumer> {
+export async function createConsumer ({ without = [], packed }: { without?: string[], packed?: string } = {}): Promise<Consumer> {
   if (!existsSync(join(root, 'dist/index.js'))) throw new Error('dist/ is not built: run npm run build first')
   const dir = await mkdtemp(join(tmpdir(), 'lgw-consumer-'))
-  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root })
-  const tarball = join(dir, JSON.parse(stdout)[0].filename)
+  const tarball = packed ?? await pack(dir)
   const modules = join(dir, 'node_modules')
   await mkdir(modules)
   await run('tar', ['xzf', tarball, '-C', dir])
@@ -49,6 +48,11 @@ export async function createConsumer ({ without = [] }: { without?: string[] } =
     },
     remove: () => rm(dir, { recursive: true, force: true })
   }
+}
+
+async function pack (dir: string): Promise<string> {
+  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root })
+  return join(dir, JSON.parse(stdout)[0].filename)
 }
 
 /** What a consumer's compiler options share: strict, and the package's declarations checked (no skipLibCheck). */
