@@ -116,14 +116,15 @@ class Deadlines {
   add (expire: Deadline['expire']): Deadline {
     const deadline = { at: Date.now() + this.#timeoutMs, expire }
     this.#waiting.add(deadline)
-    // Unref'd: a waiting delivery's own request keeps the process alive, the timer alone must not.
-    this.#timer ??= setTimeout(this.#expire, this.#timeoutMs).unref()
+    if (this.#timer === undefined) this.#timer = setTimeout(this.#expire, this.#timeoutMs)
+    else this.#timer.ref()
     return deadline
   }
 
-  /** Settled in time; the timer, if now idle, finds nothing when it fires. */
+  /** Settled in time; the timer, once idle, finds nothing when it fires, and holds no process meanwhile. */
   delete (deadline: Deadline): void {
     this.#waiting.delete(deadline)
+    if (this.#waiting.size === 0) this.#timer?.unref()
   }
 
   readonly #expire = (): void => {
@@ -131,7 +132,7 @@ class Deadlines {
     const now = Date.now()
     for (const deadline of this.#waiting) {
       if (deadline.at > now) {
-        this.#timer = setTimeout(this.#expire, deadline.at - now).unref()
+        this.#timer = setTimeout(this.#expire, deadline.at - now)
         return
       }
       this.#waiting.delete(deadline)
