@@ -80,6 +80,9 @@ t.test(`${CONCURRENCY} concurrent senders for ${SECONDS} s: every run handled ex
     successes[index]++
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
+  // Every connection the senders opened: keep-alive reuses them across requests.
+  let opened = 0
+  app.server.on('connection', () => { opened++ })
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
   t.teardown(() => app.close())
 
@@ -168,7 +171,6 @@ t.test(`${CONCURRENCY} concurrent senders for ${SECONDS} s: every run handled ex
   await Promise.all(Array.from({ length: CONCURRENCY }, () => sender(measuredFrom + measuredMs)))
   const elapsed = (Date.now() - started) / 1000
   const after = await memory()
-  const connections = await new Promise<number>((resolve, reject) => app.server.getConnections((error, n) => (error === null ? resolve(n) : reject(error))))
 
   t.same(unexpected, [], '0 unexpected replies')
   t.equal(strayCalls, 0, 'no listener ran for an invalid request')
@@ -190,7 +192,8 @@ t.test(`${CONCURRENCY} concurrent senders for ${SECONDS} s: every run handled ex
   const externalGrowth = after.external - before.external
   t.ok(heapGrowth < HEAP_BOUND_MB, `heap after GC: ${before.heap.toFixed(1)} → ${after.heap.toFixed(1)} MiB (growth ${heapGrowth.toFixed(1)} < ${HEAP_BOUND_MB} MiB, ${runs} runs, ${runs - runsBefore} of them while measured, the dedupe store full at ${MAX_KEYS} keys)`)
   t.ok(externalGrowth < EXTERNAL_BOUND_MB, `external memory after GC: ${before.external.toFixed(1)} → ${after.external.toFixed(1)} MiB (growth < ${EXTERNAL_BOUND_MB} MiB)`)
-  t.ok(connections <= CONCURRENCY * 2, `${connections} connections open on the server after ${requests} requests (keep-alive, not one per request)`)
+  // A refusal before the body is read (401, 415) closes its connection; the rest keep theirs.
+  t.ok(opened < requests / 4, `${opened} connections opened for ${requests} requests (keep-alive, not one per request)`)
   t.ok(rssGrowth < RSS_BOUND_MB, `RSS: ${before.rss.toFixed(0)} → ${after.rss.toFixed(0)} MiB (growth ${rssGrowth.toFixed(0)} < ${RSS_BOUND_MB} MiB)`)
   t.comment(`${requests} requests in ${elapsed.toFixed(1)} s (${Math.round(requests / elapsed)}/s; ${requests - requestsBefore} after the warm-up); replies: ${JSON.stringify(Object.fromEntries([...counts].sort()))}`)
 
