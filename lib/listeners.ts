@@ -87,28 +87,36 @@ export class RunListeners {
   }
 
   /**
-   * Runs every listener matching `run.status` concurrently, and settles when
-   * all have settled; failures are gathered, in subscription order, into
-   * one `AggregateError`.
+   * Runs every listener matching `run.status`, all started at once. Returns
+   * undefined when every one returned without a promise or a throw (nothing
+   * left to wait for), else a promise that settles when all have settled;
+   * failures are gathered, in subscription order, into one `AggregateError`.
    */
-  async dispatch (run: RunWebhook<unknown>, context: RunContext): Promise<void> {
+  dispatch (run: RunWebhook<unknown>, context: RunContext): Promise<void> | undefined {
     const byStatus = this.#byStatus.get(run.status)
-    // The common case, one listener, without the bookkeeping of several.
-    if (byStatus === undefined && this.#catchAll.size === 1) {
-      for (const listener of this.#catchAll) {
-        try {
-          await listener(run, context)
-        } catch (error) {
-          throw listenerFailure([error], run)
-        }
+    const listeners = byStatus === undefined ? this.#catchAll : [...this.#catchAll, ...byStatus]
+    let results: unknown[] | undefined
+    let index = 0
+    for (const listener of listeners) {
+      let result
+      try {
+        result = listener(run, context)
+        // Read inside the try: a hostile `then` getter is a failure like any other.
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') result = undefined
+      } catch (error) {
+        result = Promise.reject(error)
       }
-      return
+      if (result !== undefined) (results ??= [])[index] = result
+      index++
     }
-    const listeners = byStatus === undefined ? [...this.#catchAll] : [...this.#catchAll, ...byStatus]
-    const outcomes = await Promise.allSettled(listeners.map(async (listener) => await listener(run, context)))
-    const errors = outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason)
-    if (errors.length > 0) throw listenerFailure(errors, run)
+    return results === undefined ? undefined : settleAll(results, run)
   }
+}
+
+async function settleAll (results: unknown[], run: RunWebhook<unknown>): Promise<void> {
+  const outcomes = await Promise.allSettled(results)
+  const errors = outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason)
+  if (errors.length > 0) throw listenerFailure(errors, run)
 }
 
 function listenerFailure (errors: unknown[], run: RunWebhook<unknown>): AggregateError {

@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { DedupeStore } from './dedupe/memory.js'
 import {
   DedupeStoreError, DeliveryInFlightError, ListenerError, ListenerTimeoutError, RunTrackerError, StaleDeliveryError
 } from './errors.js'
@@ -94,114 +93,58 @@ class DeliveryContext implements RunContext {
 
 const TIMED_OUT = Symbol('timed out')
 
-interface Deadline {
-  readonly at: number
-  readonly expire: (reason: typeof TIMED_OUT) => void
-}
-
-/**
- * The listener timeouts of the deliveries waiting for their listeners, under
- * one timer: a timer per delivery costs more than most listeners
- * (bench/README.md). They share one duration, so insertion order is deadline order.
- */
-class Deadlines {
-  readonly #waiting = new Set<Deadline>()
-  readonly #timeoutMs: number
-  #timer: NodeJS.Timeout | undefined
-
-  constructor (timeoutMs: number) {
-    this.#timeoutMs = timeoutMs
-  }
-
-  add (expire: Deadline['expire']): Deadline {
-    const deadline = { at: Date.now() + this.#timeoutMs, expire }
-    this.#waiting.add(deadline)
-    if (this.#timer === undefined) this.#timer = setTimeout(this.#expire, this.#timeoutMs)
-    else this.#timer.ref()
-    return deadline
-  }
-
-  /** Settled in time; the timer, once idle, finds nothing when it fires, and holds no process meanwhile. */
-  delete (deadline: Deadline): void {
-    this.#waiting.delete(deadline)
-    if (this.#waiting.size === 0) this.#timer?.unref()
-  }
-
-  readonly #expire = (): void => {
-    this.#timer = undefined
-    const now = Date.now()
-    for (const deadline of this.#waiting) {
-      if (deadline.at > now) {
-        this.#timer = setTimeout(this.#expire, deadline.at - now)
-        return
-      }
-      this.#waiting.delete(deadline)
-      deadline.expire(TIMED_OUT)
-    }
-  }
-
-  close (): void {
-    clearTimeout(this.#timer)
-  }
-}
-
 export function createReceiver ({ options, dedupe, validateRun, validateValues, listeners, telemetry, tracking, store, log }: ReceiveParts): Receiver {
   const { redactToken, maxAgeMs, ack, listenerTimeoutMs } = options
   // Listener runs not settled yet: close() waits for them.
   const running = new Set<Promise<unknown>>()
-  const deadlines = new Deadlines(listenerTimeoutMs)
 
-  async function receive (body: unknown, source: Source): Promise<Outcome> {
+  function receive (body: unknown, source: Source): Promise<Outcome> {
     const trace = telemetry.trace(source.request)
-    let outcome: Outcome
-    try {
-      // A valid run, its values checked, its token masked, inside the replay window; or a 400.
-      const invalid = validateRun(body)
-      if (invalid !== undefined) throw invalid
-      const run = body as RunWebhook<unknown>
-      if (validateValues !== undefined && run.values != null) {
-        const values = await checkValues(validateValues, run.values)
-        // A job keeps the input: the worker applies the schema to what it reads from Redis.
-        if (store === undefined) run.values = values
-      }
-      if (redactToken) redactRun(run)
-      if (maxAgeMs !== undefined && !(Math.abs(Date.now() - Date.parse(run.webhook_sent_at)) <= maxAgeMs)) throw new StaleDeliveryError()
-      trace?.run(run, source.reconciled === true)
-      outcome = trace === undefined ? await deliver(run, source, undefined) : await telemetry.within(trace, () => deliver(run, source, trace))
-      trace?.delivered(outcome, run)
-    } catch (error) {
-      trace?.failed(error)
-      trace?.settled()
-      throw error
-    }
-    trace?.settled()
-    return outcome
+    return trace === undefined ? deliver(body, source, undefined) : traced(trace, body, source)
   }
 
-  async function deliver (run: RunWebhook<unknown>, source: Source, trace: DeliveryTrace | undefined): Promise<Outcome> {
-    const context = new DeliveryContext(run, source, log)
-    const reconciled = source.reconciled === true
-    const owner = newOwner()
-    let claim
+  async function traced (trace: DeliveryTrace, body: unknown, source: Source): Promise<Outcome> {
     try {
-      const claiming = tracking.claim(run.run_id, reconciled, owner)
-      claim = claiming === undefined ? undefined : await claiming
+      return await telemetry.within(trace, () => deliver(body, source, trace))
     } catch (error) {
-      context.log.error({ err: error }, 'the store of tracked runs failed to claim a run')
-      throw new RunTrackerError({ cause: error })
+      trace.failed(error)
+      throw error
+    } finally {
+      trace.settled()
     }
+  }
+
+  async function deliver (body: unknown, source: Source, trace: DeliveryTrace | undefined): Promise<Outcome> {
+    // A valid run, its values checked, its token masked, inside the replay window; or a 400.
+    const invalid = validateRun(body)
+    if (invalid !== undefined) throw invalid
+    const run = body as RunWebhook<unknown>
+    if (validateValues !== undefined && run.values != null) {
+      const values = await checkValues(validateValues, run.values)
+      // A job keeps the input: the worker applies the schema to what it reads from Redis.
+      if (store === undefined) run.values = values
+    }
+    if (redactToken) redactRun(run)
+    if (maxAgeMs !== undefined && !(Math.abs(Date.now() - Date.parse(run.webhook_sent_at)) <= maxAgeMs)) throw new StaleDeliveryError()
+    const reconciled = source.reconciled === true
+    trace?.run(run, reconciled)
+    const context = new DeliveryContext(run, source, log)
+
+    const owner = newOwner()
+    const claiming = tracking.claim(run.run_id, reconciled, owner)
+    const claim = claiming === undefined ? undefined : await claimed(claiming, context)
     if (claim === 'refused') {
       context.log.info(reconciled
         ? 'reconciled run not delivered: its webhook has it'
         : 'run webhook of a run reconciled already, or being reconciled, acknowledged without running listeners')
       return 'duplicate'
     }
-    // Waiters resolve on every valid delivery that reaches the listeners' path; with a queue, once Redis has the job.
-    if (store === undefined) tracking.arrived(run, source.bytes, false)
     let outcome: Outcome
     try {
       if (store === undefined) {
-        outcome = await handle(run, context, owner, trace)
+        // Waiters resolve on every valid delivery that reaches the listeners' path; with a queue, once Redis has the job.
+        tracking.arrived(run, source.bytes, false)
+        outcome = dedupe === undefined ? await handle(run, context, trace) : await handleOnce(dedupe, run, context, owner, trace)
       } else {
         outcome = await store(run, reconciled, context.log)
         tracking.arrived(run, source.bytes, true)
@@ -211,36 +154,81 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
       throw error
     }
     if (claim === 'claimed') await tracking.settle(run.run_id, reconciled, owner, true)
+    trace?.delivered(outcome, run)
     return outcome
   }
 
-  /** Dedupe, then the listeners in this process, answered as the ack mode says. */
-  async function handle (run: RunWebhook<unknown>, context: DeliveryContext, owner: string, trace: DeliveryTrace | undefined): Promise<Outcome> {
-    const key = dedupe === undefined ? undefined : await reserve(dedupe.store, run, owner, dedupe.leaseMs, context)
-    if (key === null) return 'duplicate'
-    const settled = key === undefined ? listeners.dispatch(run, context) : dispatchAndSettle(run, context, key, owner)
+  async function claimed<T> (claiming: Promise<T>, context: DeliveryContext): Promise<T> {
+    try {
+      return await claiming
+    } catch (error) {
+      context.log.error({ err: error }, 'the store of tracked runs failed to claim a run')
+      throw new RunTrackerError({ cause: error })
+    }
+  }
+
+  /** The listeners in this process, answered as the ack mode says. */
+  async function handle (run: RunWebhook<unknown>, context: DeliveryContext, trace: DeliveryTrace | undefined): Promise<Outcome> {
+    const listening = listeners.dispatch(run, context)
+    // Listeners that returned no promise are done: the common case needs no timer and no further promise.
+    if (listening === undefined) return ack === 'received' ? 'received' : 'delivered'
+    return await answer(listening, context, trace)
+  }
+
+  /** Dedupe's key reserved, the listeners run, then the key completed (they succeeded) or released (a retry runs them again). */
+  async function handleOnce ({ store: keys, leaseMs, ttlMs }: ResolvedDedupe, run: RunWebhook<unknown>, context: DeliveryContext, owner: string, trace: DeliveryTrace | undefined): Promise<Outcome> {
+    const key = `${encodeKeyPart(run.run_id)}:${encodeKeyPart(run.status)}`
+    let reserved
+    try {
+      reserved = await keys.reserve(key, leaseMs, owner)
+    } catch (error) {
+      context.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
+      throw new DedupeStoreError({ cause: error })
+    }
+    if (reserved === 'in-flight') throw new DeliveryInFlightError()
+    if (reserved === 'done') {
+      context.log.info('duplicate run webhook acknowledged without running listeners')
+      return 'duplicate'
+    }
+    // complete: the listeners did run, and acknowledging beats a retry that
+    // runs them twice. release: the lease expires by itself. Either way the reply stands.
+    const settleKey = async (handled: boolean): Promise<void> => {
+      try {
+        await (handled ? keys.complete(key, ttlMs) : keys.release(key, owner))
+      } catch (error) {
+        context.log.error({ err: error, key }, `dedupe store failed to ${handled ? 'complete' : 'release'} a run webhook`)
+      }
+    }
+    const listening = listeners.dispatch(run, context) ?? Promise.resolve()
+    return await answer(listening.then(() => settleKey(true), async (error: unknown) => {
+      await settleKey(false)
+      throw error
+    }), context, trace)
+  }
+
+  /** Listeners still running: 202 at once (`ack: 'received'`), else 204 once they succeed, 500 if they fail, 503 past the timeout. */
+  async function answer (settled: Promise<void>, context: DeliveryContext, trace: DeliveryTrace | undefined): Promise<Outcome> {
     if (ack === 'received') {
       trace?.wait(settled)
       goOn(settled, context, 'run webhook listeners failed after the delivery was acknowledged')
       return 'received'
     }
-    let deadline: Deadline | undefined
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => { timer = setTimeout(resolve, listenerTimeoutMs, TIMED_OUT) })
+    let result
     try {
-      await new Promise<void>((resolve, reject) => {
-        deadline = deadlines.add(reject)
-        settled.then(resolve, reject)
-      })
+      result = await Promise.race([settled, timeout])
     } catch (error) {
-      if (error !== TIMED_OUT) {
-        context.log.error({ err: error }, 'run webhook listeners failed')
-        throw new ListenerError({ cause: error })
-      }
+      context.log.error({ err: error }, 'run webhook listeners failed')
+      throw new ListenerError({ cause: error })
+    } finally {
+      clearTimeout(timer)
+    }
+    if (result === TIMED_OUT) {
       context.log.error({ timeoutMs: listenerTimeoutMs }, 'run webhook listeners did not settle in time; they go on, and the sender is asked to retry')
       goOn(settled, context, 'run webhook listeners failed after the delivery timed out')
       trace?.abandon()
       throw new ListenerTimeoutError()
-    } finally {
-      deadlines.delete(deadline!)
     }
     return 'delivered'
   }
@@ -254,50 +242,10 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
     })
   }
 
-  /** The listeners, then dedupe's key completed (they succeeded) or released (a retry runs them again). */
-  async function dispatchAndSettle (run: RunWebhook<unknown>, context: DeliveryContext, key: string, owner: string): Promise<void> {
-    try {
-      await listeners.dispatch(run, context)
-    } catch (error) {
-      await settleKey(dedupe!.store, key, owner, false, context)
-      throw error
-    }
-    await settleKey(dedupe!.store, key, owner, true, context)
-  }
-
-  /** The delivery's key, held for it; `null` when it was handled already. */
-  async function reserve (dedupeStore: DedupeStore, run: RunWebhook<unknown>, owner: string, leaseMs: number, context: DeliveryContext): Promise<string | null> {
-    const key = `${encodeKeyPart(run.run_id)}:${encodeKeyPart(run.status)}`
-    let reserved
-    try {
-      reserved = await dedupeStore.reserve(key, leaseMs, owner)
-    } catch (error) {
-      context.log.error({ err: error }, 'dedupe store failed to reserve a run webhook')
-      throw new DedupeStoreError({ cause: error })
-    }
-    if (reserved === 'in-flight') throw new DeliveryInFlightError()
-    if (reserved === 'done') {
-      context.log.info('duplicate run webhook acknowledged without running listeners')
-      return null
-    }
-    return key
-  }
-
-  // complete: the listeners did run, and acknowledging beats a retry that
-  // runs them twice. release: the lease expires by itself. Either way the reply stands.
-  async function settleKey (dedupeStore: DedupeStore, key: string, owner: string, handled: boolean, context: DeliveryContext): Promise<void> {
-    try {
-      await (handled ? dedupeStore.complete(key, dedupe!.ttlMs) : dedupeStore.release(key, owner))
-    } catch (error) {
-      context.log.error({ err: error, key }, `dedupe store failed to ${handled ? 'complete' : 'release'} a run webhook`)
-    }
-  }
-
   return {
     receive,
     async close () {
       while (running.size > 0) await Promise.allSettled(running)
-      deadlines.close()
     }
   }
 }

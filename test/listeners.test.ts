@@ -51,32 +51,31 @@ test('dispatch() runs matching listeners concurrently and gathers failures into 
   listeners.on(['error'], () => { throw new Error('thrown') })
   listeners.on('success', () => { events.push('not reached') })
   const run = buildRunWebhook({ status: 'error', error: 'x' })
-  const error = await listeners.dispatch(run, context).then(() => undefined, (e: unknown) => e) as AggregateError
+  const error = await listeners.dispatch(run, context)!.then(() => undefined, (e: unknown) => e) as AggregateError
   t.ok(error instanceof AggregateError)
   t.equal(error.message, `2 listeners failed for run ${run.run_id} (error)`)
   t.same(error.errors.map((e: Error) => e.message).sort(), ['rejected', 'thrown'])
   t.same(events, ['slow start', 'fast', 'slow end'], 'the slow listener did not hold the others back, and was awaited')
 })
 
-test('dispatch() runs synchronous listeners before it returns, and rejects for a synchronous throw', async (t) => {
+test('dispatch() runs synchronous listeners before it returns, with nothing to wait for, and rejects for a synchronous throw', async (t) => {
   const listeners = new RunListeners()
-  await listeners.dispatch(buildRunWebhook(), context)
+  t.equal(listeners.dispatch(buildRunWebhook(), context), undefined, 'no listener: nothing to wait for')
   let calls = 0
   listeners.on(() => { calls++ })
-  const one = listeners.dispatch(buildRunWebhook(), context)
+  t.equal(listeners.dispatch(buildRunWebhook(), context), undefined, 'a synchronous listener: nothing to wait for')
   t.equal(calls, 1, 'one synchronous listener ran before dispatch() returned')
-  await one
   listeners.on('success', () => 'a value')
-  await listeners.dispatch(buildRunWebhook(), context)
+  t.equal(listeners.dispatch(buildRunWebhook(), context), undefined, 'a returned value that is not a promise is not waited for')
   t.equal(calls, 2)
   listeners.on(() => { throw new Error('sync') })
-  await t.rejects(listeners.dispatch(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  await t.rejects(listeners.dispatch(buildRunWebhook(), context)!, { message: /1 listener failed for run/ })
   const single = new RunListeners()
   const off = single.on(() => { throw new Error('alone') })
-  await t.rejects(single.dispatch(buildRunWebhook(), context), { message: /1 listener failed for run/ })
+  await t.rejects(single.dispatch(buildRunWebhook(), context)!, { message: /1 listener failed for run/ })
   off()
   single.on(async () => { throw new Error('later') })
-  const rejected = await single.dispatch(buildRunWebhook(), context).then(() => undefined, (e: unknown) => e) as AggregateError
+  const rejected = await single.dispatch(buildRunWebhook(), context)!.then(() => undefined, (e: unknown) => e) as AggregateError
   t.ok(rejected instanceof AggregateError, 'one listener that rejects: an AggregateError too')
   t.same(rejected.errors.map((e: Error) => e.message), ['later'])
 })

@@ -380,7 +380,7 @@ test('the steps on their own: partial runs, odd errors, listeners outside a deli
   await t.rejects(traced(telemetry, async () => { await listeners(new AggregateError(['a string'])).dispatch(run, {} as RunContext); return 'delivered' as const })(run, false))
   t.same(ours().map((one) => one.events.map((event) => event.attributes?.['exception.message'])), [['plain'], ['a string']])
   exporter.reset()
-  await t.rejects(listeners(new Error('outside')).dispatch(run, {} as RunContext), { message: 'outside' })
+  await t.rejects(async () => { await listeners(new Error('outside')).dispatch(run, {} as RunContext) }, { message: 'outside' })
   t.same(ours(), [], 'outside a delivery: timed, no span')
   const durations = (await metric('langgraph.webhook.listener.duration')).dataPoints as Array<DataPoint<Histogram>>
   t.equal(durations.reduce((sum, point) => sum + point.value.count, 0), 3)
