@@ -144,7 +144,13 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
       if (store === undefined) {
         // Waiters resolve on every valid delivery that reaches the listeners' path; with a queue, once Redis has the job.
         tracking.arrived(run, source.bytes, false)
-        outcome = dedupe === undefined ? await handle(run, context, trace) : await handleOnce(dedupe, run, context, owner, trace)
+        if (dedupe !== undefined) {
+          outcome = await handleOnce(dedupe, run, context, owner, trace)
+        } else {
+          const listening = listeners.dispatch(run, context)
+          // Listeners that returned no promise are done: the common case needs no timer and no further promise.
+          outcome = listening === undefined ? (ack === 'received' ? 'received' : 'delivered') : await answer(listening, context, trace)
+        }
       } else {
         outcome = await store(run, reconciled, context.log)
         tracking.arrived(run, source.bytes, true)
@@ -165,14 +171,6 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
       context.log.error({ err: error }, 'the store of tracked runs failed to claim a run')
       throw new RunTrackerError({ cause: error })
     }
-  }
-
-  /** The listeners in this process, answered as the ack mode says. */
-  async function handle (run: RunWebhook<unknown>, context: DeliveryContext, trace: DeliveryTrace | undefined): Promise<Outcome> {
-    const listening = listeners.dispatch(run, context)
-    // Listeners that returned no promise are done: the common case needs no timer and no further promise.
-    if (listening === undefined) return ack === 'received' ? 'received' : 'delivered'
-    return await answer(listening, context, trace)
   }
 
   /** Dedupe's key reserved, the listeners run, then the key completed (they succeeded) or released (a retry runs them again). */

@@ -112,10 +112,13 @@ export function registerRoute (
         }
         done()
       },
-      async handler (request: FastifyRequest, reply: FastifyReply) {
+      // Not async: the reply is sent from receive's one promise, with no second one around it.
+      handler (request: FastifyRequest, reply: FastifyReply) {
         // No body at all is `null`, as Fastify's own validation sees it.
-        const outcome = await receive(request.body ?? null, { request, bytes: (request as MeasuredRequest)[kBodyLength] })
-        reply.code(statusCodeOf(outcome, queued)).send()
+        receive(request.body ?? null, { request, bytes: (request as MeasuredRequest)[kBodyLength] }).then(
+          (outcome) => { reply.code(statusCodeOf(outcome, queued)).send() },
+          (error: unknown) => { reply.send(error) }
+        )
       },
       onSend (request, reply, payload, done) {
         if (closing) reply.header('connection', 'close')

@@ -330,7 +330,7 @@ t.test('Redis killed (SIGKILL) and restarted from its append-only file: nothing 
   const worker = createRunWorker({ connection: own.url, name, concurrency: 16, lockMs: 1000, logger: web.app.log })
   worker.onRun((run) => { handled.add(run.run_id) })
   t.teardown(() => worker.close())
-  await until(() => accepted.every((id) => handled.has(id)), 8000, `all ${accepted.length} accepted runs handled`)
+  await until(() => accepted.every((id) => handled.has(id)), 30_000, `all ${accepted.length} accepted runs handled`)
   t.pass(`all ${accepted.length} runs answered 202 were handled after the restart`)
 })
 
