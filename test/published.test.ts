@@ -7,6 +7,8 @@ import { publint } from 'publint'
 import { formatMessage } from 'publint/utils'
 import ts from 'typescript'
 import { createConsumer, root, typeCheck } from './helpers/consumer.js'
+import { buildApp } from './helpers/app.js'
+import { freePort } from './helpers/redis-server.js'
 
 // The package as it would be published: packed, linted (publint, attw),
 // installed in a fresh project and compiled as its users compile it, under
@@ -27,6 +29,9 @@ const TOKEN = 't'.repeat(32)
 // map, so the subpaths cannot resolve there: the profile leaves it out.
 const attw = run(process.execPath, [join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js'), consumer.tarball, '--profile', 'node16', '--format', 'ascii', '--no-color'], { cwd: consumer.dir })
   .then(({ stdout }) => ({ code: 0, stdout }), (error: { code: number, stdout: string }) => ({ code: error.code, stdout: error.stdout }))
+
+// npm's own bin linking (node_modules/.bin, the file made executable), as an install does it; beside the type checks.
+const binLinked = run('npm', ['rebuild', 'fastify-langgraph-webhooks', '--ignore-scripts', '--offline', '--no-audit', '--no-fund'], { cwd: consumer.dir })
 
 // Uses every entry point and the declarations that depend on other packages'
 // types (the error classes on @fastify/error, the options on TypeBox).
@@ -230,7 +235,7 @@ t.test('the declarations compile in a project without typebox or the schema libr
 t.test('the package holds the built code and declarations, and no sources or tests', async (t) => {
   const installed = join(consumer.dir, 'node_modules/fastify-langgraph-webhooks')
   const files = await readdir(installed, { recursive: true })
-  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/testing.js', 'dist/testing.d.ts', 'dist/queue/index.js', 'dist/queue/index.d.ts', 'package.json', 'README.md']) {
+  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/testing.js', 'dist/testing.d.ts', 'dist/queue/index.js', 'dist/queue/index.d.ts', 'dist/cli.js', 'package.json', 'README.md', 'CHANGELOG.md']) {
     t.ok(files.includes(file), file)
   }
   t.notOk(files.some((file) => file.startsWith('lib') || file.startsWith('test')), 'no sources or tests')
@@ -274,4 +279,40 @@ t.test('the package ships its license and says where it lives', async (t) => {
   t.match(await readFile(join(installed, 'LICENSE'), 'utf8'), /^MIT License\n\nCopyright \(c\) \d{4} fastify-langgraph-webhooks contributors/)
   const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8'))
   t.match(manifest, { license: 'MIT', repository: { type: 'git', url: /^git\+https:\/\/github\.com\/.+\.git$/ }, homepage: /^https:\/\//, bugs: { url: /^https:\/\/.+\/issues$/ } })
+})
+
+t.test('the bin, as npx runs it: send posts each sender\'s form to a running app, and says what went wrong', async (t) => {
+  await binLinked
+  const bin = join(consumer.dir, 'node_modules/.bin/fastify-langgraph-webhooks')
+  const { app } = await buildApp()
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/webhooks/langgraph`
+  const token = 'test-token-0123456789abcdef0123456789abcdef'
+  const send = (args: string[], env: Record<string, string> = {}) => run(bin, args, { cwd: consumer.dir, env: { PATH: process.env.PATH, ...env }, timeout: 60_000 })
+    .then(({ stdout, stderr }) => ({ code: 0, stdout, stderr }), (error: { code: number, stdout: string, stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }))
+
+  const port = await freePort()
+  // One process a command line, all at once, as few as show each form: test/cli.test.ts goes through the rest in process.
+  const [js, python, refused, nobody, help] = await Promise.all([
+    send(['send', url], { LANGGRAPH_WEBHOOK_TOKEN: token }),
+    send(['send', url, '--sender', 'python', '--status', 'error', '--token-header', 'authorization', '--token', token]),
+    // Once tokenSources accepts { header: 'x-webhook-token' } (register the app with it), the same with:
+    // send(['send', url, '--sender', 'python', '--token-header', 'x-webhook-token', '--token', token]),
+    send(['send', url, '--token', 'not-the-token']),
+    send(['send', `http://127.0.0.1:${port}/webhooks/langgraph`, '--token', token]),
+    send(['--help'])
+  ])
+  for (const [form, reply] of Object.entries({ js, python })) {
+    t.equal(reply.code, 0, form)
+    t.match(reply.stdout, new RegExp(`^POST ${url} as the ${form} server: run [0-9a-f-]{36} \\(\\w+\\)\\n204 No Content\\n$`), form)
+  }
+  t.equal(refused.code, 1)
+  t.match(refused.stdout, /\n401 Unauthorized FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED: Missing or invalid webhook token\n$/)
+  t.equal(nobody.code, 1)
+  t.equal(nobody.stderr, `Connection refused by 127.0.0.1:${port}: is the app listening there?\n`)
+  t.equal(help.code, 0)
+  t.match(help.stdout, /^Usage: fastify-langgraph-webhooks send <url> \[options\]\n/)
+  t.match(help.stdout, /--sender js\|python/)
+  t.match(help.stdout, /2 on bad usage/)
 })
