@@ -21,7 +21,7 @@ export interface LanggraphWebhooks<Values = Record<string, unknown>, Fields exte
   onRun: OnRun<Values, Fields>
   /** The full path the sender calls: any surrounding register's prefix, the `prefix` option, then `path`. */
   readonly path: string
-  /** The queue's dead letters and set sizes (with the `queue` option; without it, every method rejects). */
+  /** The queue's dead letters, set sizes and BullMQ queue (with the `queue` option; without it, every method rejects and `bullmq` throws). */
   readonly queue: RunQueue
   /**
    * Resolves with the run, as listeners see it, once an authenticated and
@@ -127,7 +127,7 @@ function sameFields (given: readonly unknown[], registered: readonly RunWebhookF
 }
 
 const notConfigured = async (): Promise<never> => { throw new QueueNotConfiguredError() }
-const NO_QUEUE: RunQueue = { failed: notConfigured, retry: notConfigured, counts: notConfigured }
+const NO_QUEUE: RunQueue = { failed: notConfigured, retry: notConfigured, counts: notConfigured, get bullmq (): never { throw new QueueNotConfiguredError() } }
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
   fastify: '5.x',

@@ -38,6 +38,8 @@ export interface RunQueue {
   /** Queues a failed run again, with its attempts reset; `false` when it is not in the failed set. */
   retry(runId: string, status: RunStatus | (string & {})): Promise<boolean>
   counts(): Promise<QueueCounts>
+  /** The BullMQ queue, for its own API or bull-board's `BullMQAdapter` (see docs/operations.md). */
+  readonly bullmq: Queue
 }
 
 export interface StartedQueue {
@@ -114,7 +116,8 @@ export async function startQueue (
     async counts () {
       const { waiting, active, delayed, failed, completed } = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')
       return { waiting, active, delayed, failed, completed }
-    }
+    },
+    bullmq: queue
   }
   const unobserve = telemetry.observeQueue(options.name, () => admin.counts())
 

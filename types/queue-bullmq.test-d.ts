@@ -1,0 +1,18 @@
+import Fastify from 'fastify'
+import type { Job, Queue, Worker } from 'bullmq'
+import { expectAssignable, expectError, expectType } from 'tsd'
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
+import langgraphWebhooks from 'fastify-langgraph-webhooks'
+import { createRunWorker } from 'fastify-langgraph-webhooks/queue'
+
+const app = Fastify()
+await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connection: 'redis://127.0.0.1:6379' } })
+
+// The plugin's BullMQ Queue, as the worker's `bullmq` is its Worker: for BullMQ's own API and bull-board.
+const queue = app.langgraphWebhooks.queue.bullmq
+expectType<Queue>(queue)
+expectType<Worker>(createRunWorker({ connection: 'redis://127.0.0.1:6379' }).bullmq)
+expectAssignable<Promise<Job[]>>(queue.getFailed(0, 9))
+expectType<BullMQAdapter>(new BullMQAdapter(queue, { readOnlyMode: true }))
+// Read-only: the plugin owns the queue (and closes it).
+expectError(app.langgraphWebhooks.queue.bullmq = queue)
