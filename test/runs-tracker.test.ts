@@ -181,6 +181,50 @@ t.test('redis: an error Redis answers is passed on', async (t) => {
   await t.rejects(tracker.due(Date.now(), 10), { message: /WRONGTYPE/ })
 })
 
+t.test('redis: every key a script touches is passed in KEYS, and every key the tracker touches is in the {runs} slot', async (t) => {
+  const client = await connect(t)
+  const prefix = `test:${randomUUID()}:`
+  const tracker = createRedisRunTracker({ client, prefix, timeoutMs: 500 }, { leaseMs: LEASE_MS })
+  const watching = await (await connect(t)).monitor()
+  t.teardown(() => watching.disconnect())
+  // Each operation's commands, the script's own (source `lua`) beside the call that ran it, in whichever order Redis reports them.
+  const operations: Array<Array<{ args: string[], lua: boolean }>> = [[]]
+  watching.on('monitor', (_time: string, args: string[], source: string) => {
+    if (args[0] === 'echo' && args[1] === 'next operation') operations.push([])
+    else operations.at(-1)!.push({ args, lua: source === 'lua' })
+  })
+  const [a, b, expired] = [tracked(), tracked(), tracked({ createdAt: Date.now() - MAX_TRACKED_MS })]
+  const now = Date.now()
+  const steps = [
+    () => tracker.track(a, now), () => tracker.track(b, now), () => tracker.track(expired, now),
+    () => tracker.claim(a.runId, 'webhook', 'w'), () => tracker.release(a.runId, 'webhook', 'w'),
+    () => tracker.due(now + 10, 10), () => tracker.claim(a.runId, 'reconcile', 'r'), () => tracker.release(a.runId, 'reconcile', 'r'),
+    () => tracker.reschedule({ ...a, failures: 1 }, now), () => tracker.handled(a.runId, 'reconcile'), () => tracker.drop(b.runId)
+  ]
+  for (const step of steps) {
+    await step()
+    await client.echo('next operation')
+  }
+  while (operations.length <= steps.length) await new Promise((resolve) => setTimeout(resolve, 10))
+  const keysOf = async (args: string[]): Promise<string[]> => await client.call('COMMAND', 'GETKEYS', ...args).catch(() => []) as string[]
+  const scripts: number[] = []
+  const touched: string[] = []
+  for (const commands of operations.slice(0, steps.length)) {
+    const calls = commands.filter(({ args, lua }) => !lua && /^eval/.test(args[0]))
+    const declared = calls.flatMap(({ args }) => args.slice(3, 3 + Number(args[2])))
+    scripts.push(calls.length)
+    for (const { args, lua } of commands) {
+      const keys = await keysOf(args)
+      touched.push(...keys)
+      if (lua) t.same(keys.filter((key) => !declared.includes(key)), [], `${args[0]} in a script touches only keys passed in KEYS`)
+    }
+  }
+  t.same(scripts, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], 'one script for each operation but drop (a transaction): all six ran')
+  t.ok(touched.length > 30)
+  t.same(touched.filter((key) => !key.startsWith(`${prefix}{runs}:`)), [], 'every key shares the {runs} hash tag')
+  t.same(await tracker.due(now + 10, 10), [], 'the expired run was forgotten')
+})
+
 // The SDK's CommonJS build (see examples/langgraph-server.ts for why); no call reaches a server here.
 const { Client } = createRequire(import.meta.url)('@langchain/langgraph-sdk') as typeof import('@langchain/langgraph-sdk')
 const sdk = new Client({ apiUrl: 'http://127.0.0.1:9' })

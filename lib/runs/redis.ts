@@ -50,21 +50,11 @@ redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
 return 1`
 
-// KEYS[1] due; ARGV[1] now, ARGV[2] limit, ARGV[3] lease end, ARGV[4] run key prefix.
-// Takes the due runs for the lease, and forgets those whose tracking expired.
-// The one key built in a script (from an encoded member), to be passed in KEYS for Redis Cluster later.
+// KEYS[1] due; ARGV[1] now, ARGV[2] limit, ARGV[3] lease end.
+// Leases the due runs' ids; their runs are read after, by keys the client builds (Redis Cluster wants every key in KEYS).
 const DUE = `local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, id in ipairs(ids) do
-  local run = redis.call('GET', ARGV[4] .. id)
-  if run then
-    redis.call('ZADD', KEYS[1], ARGV[3], id)
-    out[#out + 1] = run
-  else
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-return out`
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids`
 
 // KEYS[1] run, KEYS[2] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] encoded run id.
 const RESCHEDULE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -77,7 +67,7 @@ interface TrackerCommands {
   langgraphRunsClaim (claim: string, run: string, path: string, owner: string, leaseMs: number): Promise<'claimed' | 'refused' | 'passed'>
   langgraphRunsRelease (claim: string, path: string, owner: string): Promise<number>
   langgraphRunsHandled (claim: string, run: string, due: string, mark: string, ttlMs: number, runId: string): Promise<number>
-  langgraphRunsDue (due: string, now: number, limit: number, leaseEnd: number, runPrefix: string): Promise<string[]>
+  langgraphRunsDue (due: string, now: number, limit: number, leaseEnd: number): Promise<string[]>
   langgraphRunsReschedule (run: string, due: string, json: string, dueAt: number, runId: string): Promise<number>
 }
 
@@ -89,8 +79,10 @@ const unavailable = (message: string): Error => new RedisUnavailableError(messag
  * tracked), `<prefix>{runs}:due` (a sorted set of check times, of encoded
  * ids), and `<prefix>{runs}:claim:<id>` (who is delivering it, or that it
  * was handled); `<id>` is the encoded run id, so no run id reaches another
- * run's keys nor another feature's. Each operation is one Lua script, so
- * that a webhook and a reconciliation on two instances cannot both take a run.
+ * run's keys nor another feature's. Every key a command or script touches
+ * is given by the client (in KEYS for a script) and in the `{runs}` slot; a
+ * claim is one script, so that a webhook and a reconciliation on two
+ * instances cannot both take a run.
  */
 export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConnection, { leaseMs }: TrackerLimits): RunTracker {
   client.defineCommand('langgraphRunsTrack', { numberOfKeys: 3, lua: TRACK })
@@ -123,8 +115,13 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
       await run('handled', () => redis.langgraphRunsHandled(claimKey(runId), runKey(runId), dueKey, mark, ttlMs, encodeKeyPart(runId)))
     },
     async due (now, limit) {
-      const found = await run('due', () => redis.langgraphRunsDue(dueKey, now, limit, now + leaseMs, runPrefix))
-      return found.map((json) => JSON.parse(json) as TrackedRun)
+      const ids = await run('due', () => redis.langgraphRunsDue(dueKey, now, limit, now + leaseMs))
+      if (ids.length === 0) return []
+      const found = await run('due', () => client.mget(ids.map((id) => runPrefix + id)))
+      const expired = ids.filter((_, i) => found[i] === null)
+      // Tracked longer than MAX_TRACKED_MS: their run keys expired.
+      if (expired.length > 0) await run('due', () => client.zrem(dueKey, ...expired))
+      return found.flatMap((json) => json === null ? [] : [JSON.parse(json) as TrackedRun])
     },
     async reschedule (tracked, dueAt) {
       await run('reschedule', () => redis.langgraphRunsReschedule(runKey(tracked.runId), dueKey, JSON.stringify(tracked), dueAt, encodeKeyPart(tracked.runId)))
