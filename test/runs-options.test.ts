@@ -64,6 +64,7 @@ t.test('without the langgraph option: runs and webhookUrl say what is missing; w
   t.teardown(() => app.close())
   await t.rejects(app.langgraphWebhooks.runs.create(null, 'agent'), { code: 'FST_LANGGRAPH_WEBHOOKS_NO_LANGGRAPH', message: /^runs.create needs the langgraph option/ })
   await t.rejects(app.langgraphWebhooks.runs.stream(null, 'agent').next(), { code: 'FST_LANGGRAPH_WEBHOOKS_NO_LANGGRAPH', message: /^runs.stream needs/ })
+  await t.rejects(app.langgraphWebhooks.runs.createBatch([{ assistantId: 'agent' }]), { code: 'FST_LANGGRAPH_WEBHOOKS_NO_LANGGRAPH', message: /^runs.createBatch needs/ })
   t.throws(() => app.langgraphWebhooks.webhookUrl, { code: 'FST_LANGGRAPH_WEBHOOKS_NO_LANGGRAPH' })
   t.equal(typeof app.langgraphWebhooks.waitForRun, 'function')
 })
@@ -77,6 +78,10 @@ t.test('runs.create and runs.stream set the webhook themselves', async (t) => {
   await t.rejects(create('thread', 'agent', null), { name: 'TypeError', message: /runs.create: payload must be an object/ })
   const stream = app.langgraphWebhooks.runs.stream as (...args: unknown[]) => AsyncGenerator
   await t.rejects(stream('thread', 'agent', 'input').next(), { message: /runs.stream: payload must be an object/ })
+  const createBatch = app.langgraphWebhooks.runs.createBatch as (...args: unknown[]) => Promise<unknown>
+  await t.rejects(createBatch({ assistantId: 'agent' }), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT', message: /runs.createBatch: payloads must be an array/ })
+  await t.rejects(createBatch([{ assistantId: 'agent' }, { assistantId: 'agent', webhook: 'https://elsewhere' }]), { code: 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT', message: /runs.createBatch: payload.webhook is set by the plugin/ })
+  await t.rejects(createBatch([null]), { message: /runs.createBatch: payload must be an object/ })
 })
 
 t.test('the error of a failed run, from the thread state\'s tasks', async (t) => {

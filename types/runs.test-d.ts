@@ -24,6 +24,10 @@ await app.langgraphWebhooks.runs.create(null, 'agent')
 // The plugin sets the webhook.
 expectError(app.langgraphWebhooks.runs.create(null, 'agent', { webhook: 'https://elsewhere' }))
 
+expectType<LanggraphRun[]>(await app.langgraphWebhooks.runs.createBatch([{ assistantId: 'agent', input: {} }, { assistantId: 'agent' }]))
+expectError(app.langgraphWebhooks.runs.createBatch([{ input: {} }]))
+expectError(app.langgraphWebhooks.runs.createBatch([{ assistantId: 'agent', webhook: 'https://elsewhere' }]))
+
 for await (const chunk of app.langgraphWebhooks.runs.stream('thread-id', 'agent', { input: {}, streamMode: 'values' })) {
   expectType<LanggraphStreamChunk>(chunk)
   expectType<string>(chunk.event)

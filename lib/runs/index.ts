@@ -15,6 +15,8 @@ export interface LanggraphRuns {
   create (threadId: string | null, assistantId: string, payload?: RunPayload): Promise<LanggraphRun>
   /** `client.runs.stream` with `webhook` set, yielding the SDK's chunks; a thread run is tracked from its metadata event. */
   stream (threadId: string | null, assistantId: string, payload?: RunPayload): AsyncGenerator<LanggraphStreamChunk, void, undefined>
+  /** `client.runs.createBatch` with `webhook` set in every payload: stateless runs, each tracked. */
+  createBatch (payloads: Array<RunPayload & { assistantId: string }>): Promise<LanggraphRun[]>
 }
 
 export interface Runs {
@@ -95,6 +97,13 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
         }
         yield chunk
       }
+    },
+    async createBatch (payloads) {
+      const { client, webhookUrl } = configured('runs.createBatch')
+      if (!Array.isArray(payloads)) throw new InvalidArgumentError('runs.createBatch: payloads must be an array')
+      const started = await client.runs.createBatch!(payloads.map((payload) => withWebhook(payload, webhookUrl, 'runs.createBatch')))
+      await Promise.all(started.map((run) => trackRun(run.run_id, run.thread_id, true)))
+      return started
     }
   }
 

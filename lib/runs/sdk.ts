@@ -34,6 +34,8 @@ export interface LanggraphClient {
     create (threadId: string | null, assistantId: string, payload?: any): Promise<LanggraphRun>
     stream (threadId: any, assistantId: string, payload?: any): AsyncIterable<LanggraphStreamChunk>
     get (threadId: string, runId: string, options?: any): Promise<LanggraphRun>
+    /** Optional: clients declared before `runs.createBatch` was wrapped still fit. */
+    createBatch? (payloads: any[], options?: any): Promise<LanggraphRun[]>
   }
   threads: {
     getState (threadId: string, checkpoint?: any, options?: any): Promise<{ values: unknown, tasks?: ReadonlyArray<{ error?: unknown }> }>

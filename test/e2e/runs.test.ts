@@ -96,6 +96,30 @@ t.test('runs.stream on a thread: yields the chunks, and its webhook resolves wai
   t.same(of(seen, runId!).map((s) => s.reconciled), [false])
 })
 
+t.test('runs.createBatch: stateless runs, each webhook resolving waitForRun, each delivered once', async (t) => {
+  const { app, seen } = await receiver()
+  const runs = await app.langgraphWebhooks.runs.createBatch([
+    { assistantId: graphId, input: { messages: ['first'] } },
+    { assistantId: graphId, input: { messages: ['second'] } }
+  ])
+  t.equal(runs.length, 2, 'createBatch returns the SDK runs')
+  const delivered = await Promise.all(runs.map((run) => app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 10_000 })))
+  t.same(delivered.map((run) => run.status), ['success', 'success'])
+  t.match(delivered[0].kwargs.webhook, /\?token=\[REDACTED\]$/, 'the webhook the plugin set is the route, token masked')
+  await sleep(RECONCILE.reconcileAfterMs * 2)
+  t.same(runs.map((run) => of(seen, run.run_id).map((s) => s.reconciled)), [[false], [false]], 'handled by their webhooks: no longer tracked')
+})
+
+t.test('runs.createBatch: runs whose webhook leads nowhere are tracked, and reconciled (their threads kept)', async (t) => {
+  const { app, seen } = await receiver({ webhookPath: '/nowhere' })
+  // The SDK sends a batch's payloads as given: the server's own field name.
+  const runs = await app.langgraphWebhooks.runs.createBatch([{ assistantId: graphId, input: { messages: ['kept'] }, on_completion: 'keep' }])
+  const delivered = await app.langgraphWebhooks.waitForRun(runs[0].run_id, { timeoutMs: 10_000 })
+  t.equal(delivered.status, 'success')
+  t.equal(delivered.values, undefined, 'a stateless run carries no values')
+  t.same(of(seen, runs[0].run_id).map((s) => s.reconciled), [true], 'reconciled')
+})
+
 t.test('the first handling fails (the JS server does not retry): the run is reconciled and handled once more', async (t) => {
   const failed = new Set<string>()
   const replies: number[] = []
