@@ -146,6 +146,6 @@ export type { LanggraphWebhooksOptions, DedupeOptions, LanggraphOptions, OpenApi
 export { openApiSecuritySchemes } from './openapi.js'
 export type { StandardSchemaV1, TypeBoxSchema, ValuesOf, ValuesSchema } from './values-schema.js'
 export type { LanggraphRuns } from './runs/index.js'
-export type { LanggraphClient, LanggraphRun, LanggraphStreamChunk, RunPayload } from './runs/sdk.js'
+export type { LanggraphClient, LanggraphRun, LanggraphStreamChunk, RunPayload } from './runs/reconcile.js'
 export type { WaitForRunOptions } from './runs/waiters.js'
 export type { RunQueue, FailedRun, QueueCounts } from './queue/queue.js'

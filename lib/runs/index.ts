@@ -3,10 +3,9 @@ import { InvalidArgumentError, LanggraphNotConfiguredError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Receiver, RunTracking } from '../receive.js'
-import { Reconciler } from './reconcile.js'
+import { startReconciler, type LanggraphRun, type LanggraphStreamChunk, type RunPayload } from './reconcile.js'
 import { createRedisRelay, createRedisRunTracker, type RelayConnection } from './redis.js'
-import type { LanggraphRun, LanggraphStreamChunk, RunPayload } from './sdk.js'
-import { createMemoryRunTracker, type DeliveryPath, type RunTracker } from './tracker.js'
+import { createMemoryRunTracker, type RunTracker } from './tracker.js'
 import { RunWaiters, type WaitForRunOptions } from './waiters.js'
 
 /** `app.langgraphWebhooks.runs`: runs started with the webhook set, and tracked until a delivery of them is handled. */
@@ -35,30 +34,27 @@ export interface Runs {
 }
 
 /** Everything of the runs the application starts and waits for, tracked in Redis when the plugin has a connection. */
-// `connection` is the plugin's Redis (the queue's, or its own), typed
-// loosely so that the declarations need no ioredis.
+// `connection` is the plugin's Redis (the queue's, or its own), typed loosely so that the declarations need no ioredis.
 export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, connection?: object): Promise<Runs> {
   const redis = connection as RelayConnection | undefined
-  if (redis === undefined && options.langgraph !== undefined && options.dedupe?.inMemory === false) {
+  const langgraph = options.langgraph
+  if (redis === undefined && langgraph !== undefined && options.dedupe?.inMemory === false) {
     log.info('fastify-langgraph-webhooks: started runs are tracked in this process only (the dedupe store tells no Redis): give the redis option to track them, and resolve waitForRun, across instances')
   }
   const waiters = new RunWaiters()
   if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, waiters, log))
-
-  const langgraph = options.langgraph
   // A check or delivery holds a run for as long as its listeners may take, and some.
   const limits = { leaseMs: options.listenerTimeoutMs + 30_000 }
-  let tracker: RunTracker | undefined
-  if (langgraph !== undefined) {
-    tracker = redis !== undefined
+  const tracker: RunTracker | undefined = langgraph === undefined
+    ? undefined
+    : redis !== undefined
       ? createRedisRunTracker(redis, limits)
       : createMemoryRunTracker(limits, (run) => {
         log.warn({ run_id: run.runId }, 'fastify-langgraph-webhooks: too many tracked runs, or tracked too long; the oldest is no longer reconciled')
       })
-  }
-  let reconciler: Reconciler | undefined
+  let stop: (() => Promise<void>) | undefined
 
-  async function trackRun (runId: string, threadId: string, stateless: boolean): Promise<void> {
+  async function track (runId: string, threadId: string, stateless: boolean): Promise<void> {
     const now = Date.now()
     try {
       await tracker!.track({ runId, threadId, stateless, createdAt: now, failures: 0 }, now + langgraph!.reconcileAfterMs)
@@ -68,84 +64,69 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
     }
   }
 
-  function configured (what: string): NonNullable<ResolvedOptions['langgraph']> {
+  function configured (what: string): NonNullable<typeof langgraph> {
     if (langgraph === undefined) throw new LanggraphNotConfiguredError(what)
     return langgraph
   }
 
-  function withWebhook (payload: RunPayload | undefined, webhook: string, what: string): Record<string, unknown> {
+  function withWebhook (what: string, payload: RunPayload | undefined): Record<string, unknown> {
     if (payload !== undefined && (payload === null || typeof payload !== 'object')) throw new InvalidArgumentError(`${what}: payload must be an object`)
     if (payload?.webhook !== undefined) throw new InvalidArgumentError(`${what}: payload.webhook is set by the plugin (app.langgraphWebhooks.webhookUrl); leave it out`)
-    return { ...payload, webhook }
+    return { ...payload, webhook: configured(what).webhookUrl }
   }
 
   const runs: LanggraphRuns = {
     async create (threadId, assistantId, payload) {
-      const { client, webhookUrl } = configured('runs.create')
-      const run = await client.runs.create(threadId, assistantId, withWebhook(payload, webhookUrl, 'runs.create'))
-      await trackRun(run.run_id, run.thread_id, threadId === null)
+      const run = await configured('runs.create').client.runs.create(threadId, assistantId, withWebhook('runs.create', payload))
+      await track(run.run_id, run.thread_id, threadId === null)
       return run
     },
     async * stream (threadId, assistantId, payload) {
-      const { client, webhookUrl } = configured('runs.stream')
+      const { client } = configured('runs.stream')
       // A stateless stream does not say which temporary thread runs it: nothing to fetch later.
       let tracked = threadId === null
-      for await (const chunk of client.runs.stream(threadId, assistantId, withWebhook(payload, webhookUrl, 'runs.stream'))) {
+      for await (const chunk of client.runs.stream(threadId, assistantId, withWebhook('runs.stream', payload))) {
         if (!tracked && chunk.event === 'metadata' && typeof chunk.data?.run_id === 'string') {
           tracked = true
-          await trackRun(chunk.data.run_id, threadId!, false)
+          await track(chunk.data.run_id, threadId!, false)
         }
         yield chunk
       }
     },
     async createBatch (payloads) {
-      const { client, webhookUrl } = configured('runs.createBatch')
+      const { client } = configured('runs.createBatch')
       if (!Array.isArray(payloads)) throw new InvalidArgumentError('runs.createBatch: payloads must be an array')
-      const started = await client.runs.createBatch!(payloads.map((payload) => withWebhook(payload, webhookUrl, 'runs.createBatch')))
-      await Promise.all(started.map((run) => trackRun(run.run_id, run.thread_id, true)))
+      const started = await client.runs.createBatch!(payloads.map((payload) => withWebhook('runs.createBatch', payload)))
+      await Promise.all(started.map((run) => track(run.run_id, run.thread_id, true)))
       return started
     }
   }
 
-  const pathOf = (reconciled: boolean): DeliveryPath => reconciled ? 'reconcile' : 'webhook'
-  const tracking: RunTracking = {
-    claim: (runId, reconciled, owner) => tracker?.claim(runId, pathOf(reconciled), owner),
-    async settle (runId, reconciled, owner, handled) {
-      const path = pathOf(reconciled)
-      try {
-        await (handled ? tracker!.handled(runId, path) : tracker!.release(runId, path, owner))
-      } catch (error) {
-        // release: the claim expires by itself. handled: the listeners did run; a later reconciliation finds the run handled by dedupe.
-        log.error({ err: error, run_id: runId }, `the store of tracked runs failed to ${handled ? 'mark a run handled' : 'release a run'}`)
-      }
-    },
-    arrived (run, bytes, queued) {
-      if (!queued) return waiters.arrived(run, bytes)
-      waiters.heard(run, bytes)
-      waiters.publish(run)
-    }
-  }
-
   return {
-    tracking,
+    tracking: {
+      claim: (runId, reconciled, owner) => tracker?.claim(runId, reconciled ? 'reconcile' : 'webhook', owner),
+      async settle (runId, reconciled, owner, handled) {
+        const path = reconciled ? 'reconcile' : 'webhook'
+        try {
+          await (handled ? tracker!.handled(runId, path) : tracker!.release(runId, path, owner))
+        } catch (error) {
+          // release: the claim expires by itself. handled: the listeners did run; a later reconciliation finds the run handled by dedupe.
+          log.error({ err: error, run_id: runId }, `the store of tracked runs failed to ${handled ? 'mark a run handled' : 'release a run'}`)
+        }
+      },
+      arrived: (run, bytes) => waiters.arrived(run, bytes)
+    },
     start (receive) {
       if (tracker === undefined) return
       const { client, reconcileEveryMs, reconcileAfterMs } = langgraph!
-      reconciler = new Reconciler({
-        tracker,
-        client,
-        receive,
-        log,
-        reconcileEveryMs,
-        // Due runs are found within half a period of being due.
-        tickMs: Math.max(10, Math.round(Math.min(reconcileAfterMs, reconcileEveryMs) / 2))
-      })
-      reconciler.start()
+      // Due runs are found within half a period of being due.
+      const tickMs = Math.max(10, Math.round(Math.min(reconcileAfterMs, reconcileEveryMs) / 2))
+      stop = startReconciler({ tracker, client, receive, log, reconcileEveryMs, tickMs })
     },
     waitForRun: (runId, waitOptions) => waiters.wait(runId, waitOptions),
     runs,
     webhookUrl: () => configured('webhookUrl').webhookUrl,
-    stop: async () => { await reconciler?.close() },
+    stop: async () => { await stop?.() },
     close: () => waiters.close()
   }
 }

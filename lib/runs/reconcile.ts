@@ -1,15 +1,50 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { InvalidRunError } from '../errors.js'
-import type { Receiver } from '../receive.js'
 import type { RunWebhook } from '../schemas.js'
-import type { LanggraphClient, LanggraphRun } from './sdk.js'
 import type { RunTracker, TrackedRun } from './tracker.js'
+
+// The parts of @langchain/langgraph-sdk's `Client` the plugin calls, declared
+// structurally: the SDK is an optional peer, and a TypeScript user without it
+// must still compile against these declarations. Its `Client` fits them.
+
+/** A run as `client.runs.create` and `client.runs.get` return it (the SDK's `Run`). */
+export interface LanggraphRun {
+  run_id: string
+  thread_id: string
+  assistant_id: string
+  created_at: string
+  updated_at: string
+  status: string
+  metadata?: Record<string, unknown> | null
+  multitask_strategy?: string | null
+}
+
+/** A chunk of `client.runs.stream`; the first is `{ event: 'metadata', data: { run_id } }`. */
+export interface LanggraphStreamChunk { id?: string, event: string, data: any }
+
+/** The SDK's `RunsCreatePayload` / `RunsStreamPayload` (input, config, metadata, ...) without `webhook`, which the plugin sets. */
+export type RunPayload = Record<string, unknown> & { webhook?: never }
+
+/** The state a webhook body takes `values` and `error` from. */
+export interface ThreadState { values: unknown, tasks?: ReadonlyArray<{ error?: unknown }> }
+
+/** The SDK's `Client`, as far as the plugin uses it. */
+export interface LanggraphClient {
+  runs: {
+    create (threadId: string | null, assistantId: string, payload?: any): Promise<LanggraphRun>
+    stream (threadId: any, assistantId: string, payload?: any): AsyncIterable<LanggraphStreamChunk>
+    get (threadId: string, runId: string, options?: any): Promise<LanggraphRun>
+    /** Optional: clients declared before `runs.createBatch` was wrapped still fit. */
+    createBatch? (payloads: any[], options?: any): Promise<LanggraphRun[]>
+  }
+  threads: { getState (threadId: string, checkpoint?: any, options?: any): Promise<ThreadState> }
+}
 
 export interface ReconcilerOptions {
   tracker: RunTracker
   client: LanggraphClient
   /** The delivery path, as a webhook goes through it. */
-  receive: Receiver['receive']
+  receive: (body: RunWebhook<unknown>, source: { reconciled: true }) => Promise<unknown>
   log: FastifyBaseLogger
   reconcileEveryMs: number
   /** How often the loop looks for due runs. */
@@ -24,113 +59,80 @@ const CONCURRENCY = 4
 const ACTIVE = new Set(['pending', 'running'])
 
 /**
- * The loop that recovers webhooks that never came (or whose handling
- * failed): a tracked run that is due is fetched from the LangGraph server;
- * still pending or running, it is checked again `reconcileEveryMs` later;
- * terminal, it is delivered as its webhook would have been, with
- * `reconciled: true`.
+ * Starts the loop that recovers webhooks that never came (or whose handling
+ * failed): a due tracked run is fetched from the LangGraph server; still
+ * pending or running, it is checked again `reconcileEveryMs` later; terminal,
+ * it is delivered as its webhook would have been, with `reconciled: true`.
+ * Returns `stop`, which waits for the checks under way.
  */
-export class Reconciler {
-  readonly #options: ReconcilerOptions
-  #timer: NodeJS.Timeout | undefined
-  #looking: Promise<void> | undefined
-  #closed = false
+export function startReconciler ({ tracker, client, receive, log, reconcileEveryMs, tickMs }: ReconcilerOptions): () => Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  let looking: Promise<void> | undefined
+  let stopped = false
+  const later = (run: TrackedRun, failures = 0): Promise<void> => tracker.reschedule({ ...run, failures }, Date.now() + reconcileEveryMs)
 
-  constructor (options: ReconcilerOptions) {
-    this.#options = options
+  async function failed (run: TrackedRun, error: unknown, runLog: FastifyBaseLogger, what: string): Promise<void> {
+    const failures = run.failures + 1
+    if (failures < MAX_FAILURES) {
+      runLog.warn({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}; it is checked again later`)
+      return await later(run, failures)
+    }
+    runLog.error({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}, ${failures} times; it is dropped`)
+    await tracker.drop(run.runId)
   }
 
-  start (): void {
-    if (this.#closed) return
-    // The loop alone is no reason to keep the process alive.
-    this.#timer = setTimeout(() => {
-      this.#looking = this.look().finally(() => {
-        this.#looking = undefined
-        this.#timer = undefined
-        this.start()
-      })
-    }, this.#options.tickMs).unref()
+  async function check (tracked: TrackedRun): Promise<void> {
+    const runLog = log.child({ run_id: tracked.runId, thread_id: tracked.threadId })
+    let body: RunWebhook<unknown>
+    try {
+      const run = await client.runs.get(tracked.threadId, tracked.runId)
+      if (ACTIVE.has(run.status)) {
+        runLog.debug({ status: run.status }, 'tracked run not finished yet; checked again later')
+        return await later(tracked)
+      }
+      // Like the JS server: no values for a stateless run (its thread is gone) nor a cancelled one.
+      const withState = !tracked.stateless && run.status !== 'interrupted'
+      body = webhookBody(run, withState ? await client.threads.getState(tracked.threadId) : undefined)
+    } catch (error) {
+      return await failed(tracked, error, runLog, 'could not be fetched from the LangGraph server')
+    }
+    runLog.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
+    try {
+      await receive(body, { reconciled: true })
+    } catch (error) {
+      if (!(error instanceof InvalidRunError)) return await failed(tracked, error, runLog, 'could not be delivered')
+      // Not a run, or its values failing the valuesSchema: no later check makes it pass.
+      runLog.error({ reason: error.message }, 'fastify-langgraph-webhooks: a reconciled run is not a valid run webhook; it is dropped')
+      return await tracker.drop(tracked.runId)
+    }
+    // Refused when its webhook is in flight: checked again in case that fails.
+    await later(tracked)
   }
 
-  /** Checks every run due now. */
-  async look (): Promise<void> {
-    const { tracker, log } = this.#options
+  async function look (): Promise<void> {
     let due: TrackedRun[]
     try {
       due = await tracker.due(Date.now(), BATCH)
     } catch (error) {
-      log.error({ err: error }, 'fastify-langgraph-webhooks: could not read the tracked runs due for reconciliation')
-      return
+      return log.error({ err: error }, 'fastify-langgraph-webhooks: could not read the tracked runs due for reconciliation')
     }
     for (let i = 0; i < due.length; i += CONCURRENCY) {
-      await Promise.all(due.slice(i, i + CONCURRENCY).map((run) => this.check(run).catch((error: unknown) => {
+      await Promise.all(due.slice(i, i + CONCURRENCY).map((run) => check(run).catch((error: unknown) => {
         log.error({ err: error, run_id: run.runId }, 'fastify-langgraph-webhooks: the store of tracked runs failed during a reconciliation check; the run is checked again once its lease ends')
       })))
     }
   }
 
-  /** Fetches one tracked run and, once it is terminal, delivers it. */
-  async check (tracked: TrackedRun): Promise<void> {
-    const { client, tracker, receive, reconcileEveryMs } = this.#options
-    const log = this.#options.log.child({ run_id: tracked.runId, thread_id: tracked.threadId })
-    let body: RunWebhook<unknown>
-    try {
-      const run = await client.runs.get(tracked.threadId, tracked.runId)
-      if (ACTIVE.has(run.status)) {
-        log.debug({ status: run.status }, 'tracked run not finished yet; checked again later')
-        await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs)
-        return
-      }
-      body = await this.#webhookBody(run, tracked)
-    } catch (error) {
-      return await this.#failed(tracked, error, log, 'could not be fetched from the LangGraph server')
-    }
-    log.info({ status: body.status }, 'tracked run had no handled delivery: delivering it from the LangGraph server')
-    try {
-      await receive(body, { reconciled: true })
-    } catch (error) {
-      // Not a run, or its values failing the valuesSchema: no later check makes it pass.
-      if (error instanceof InvalidRunError) return await this.#invalid(tracked, error, log)
-      return await this.#failed(tracked, error, log, 'could not be delivered')
-    }
-    // Refused when its webhook is in flight: checked again in case that fails.
-    await tracker.reschedule({ ...tracked, failures: 0 }, Date.now() + reconcileEveryMs)
+  function next (): void {
+    // The loop alone is no reason to keep the process alive.
+    if (!stopped) timer = setTimeout(() => { looking = look().finally(next) }, tickMs).unref()
   }
-
-  /** The body its webhook would have carried, with the thread's state when it has one. */
-  async #webhookBody (run: LanggraphRun, tracked: TrackedRun): Promise<RunWebhook<unknown>> {
-    // Like the JS server: no values for a stateless run (its thread is gone) nor a cancelled one.
-    const withState = !tracked.stateless && run.status !== 'interrupted'
-    return webhookBody(run, withState ? await this.#options.client.threads.getState(tracked.threadId) : undefined)
+  next()
+  return async () => {
+    stopped = true
+    clearTimeout(timer)
+    await looking
   }
-
-  async #invalid (tracked: TrackedRun, invalid: Error, log: FastifyBaseLogger): Promise<void> {
-    log.error({ reason: invalid.message }, 'fastify-langgraph-webhooks: a reconciled run is not a valid run webhook; it is dropped')
-    await this.#options.tracker.drop(tracked.runId)
-  }
-
-  async #failed (tracked: TrackedRun, error: unknown, log: FastifyBaseLogger, what: string): Promise<void> {
-    const failures = tracked.failures + 1
-    if (failures >= MAX_FAILURES) {
-      log.error({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}, ${failures} times; it is dropped`)
-      return await this.#options.tracker.drop(tracked.runId)
-    }
-    log.warn({ err: error, failures }, `fastify-langgraph-webhooks: a tracked run ${what}; it is checked again later`)
-    await this.#options.tracker.reschedule({ ...tracked, failures }, Date.now() + this.#options.reconcileEveryMs)
-  }
-
-  /** Stops the loop; waits for the checks under way. */
-  async close (): Promise<void> {
-    this.#closed = true
-    clearTimeout(this.#timer)
-    await this.#looking
-  }
-}
-
-/** The state a webhook body takes `values` and `error` from. */
-export interface ThreadStateLike {
-  values: unknown
-  tasks?: ReadonlyArray<{ error?: unknown }>
 }
 
 /**
@@ -138,7 +140,7 @@ export interface ThreadStateLike {
  * they are an object (as the schema wants), `error` for a failed run, and
  * `webhook_sent_at` now.
  */
-export function webhookBody (run: LanggraphRun, state: ThreadStateLike | undefined): RunWebhook<unknown> {
+export function webhookBody (run: LanggraphRun, state: ThreadState | undefined): RunWebhook<unknown> {
   const body: Record<string, unknown> = { ...run, webhook_sent_at: new Date().toISOString() }
   const values = state?.values
   if (values !== null && typeof values === 'object' && !Array.isArray(values)) body.values = values
@@ -147,7 +149,7 @@ export function webhookBody (run: LanggraphRun, state: ThreadStateLike | undefin
 }
 
 /** A failed task's error: the JS server stores `{"message", "name"}` as JSON, Python a string. */
-export function errorOf (tasks: ReadonlyArray<{ error?: unknown }> | undefined): string | undefined {
+export function errorOf (tasks: ThreadState['tasks']): string | undefined {
   for (const task of tasks ?? []) {
     if (typeof task.error !== 'string' || task.error === '') continue
     try {

@@ -16,13 +16,6 @@ export interface TrackedRun {
 export type DeliveryPath = 'webhook' | 'reconcile'
 
 /**
- * - `claimed`: this delivery may reach the listeners; release or mark it handled after.
- * - `refused`: the other path has the run (in flight or done): acknowledge it as a duplicate.
- * - `passed`: a webhook of a run whose delivery was handled already: deliver it untracked.
- */
-export type Claim = 'claimed' | 'refused' | 'passed'
-
-/**
  * Where tracked runs live: in this process, or in Redis (shared by every
  * instance, and kept across restarts). Webhooks of one run may claim it
  * together (duplicates are dedupe's concern); a reconciliation only alone,
@@ -32,7 +25,8 @@ export type Claim = 'claimed' | 'refused' | 'passed'
 export interface RunTracker {
   /** Tracks a run; its first check is due at `dueAt`. False when a delivery of it was handled already. */
   track (run: TrackedRun, dueAt: number): Promise<boolean>
-  claim (runId: string, path: DeliveryPath, owner: string): Promise<Claim>
+  /** `claimed`: deliver, then release or mark it handled; `refused`: the other path has it; `passed`: handled already, deliver untracked. */
+  claim (runId: string, path: DeliveryPath, owner: string): Promise<'claimed' | 'refused' | 'passed'>
   /** The claimed delivery failed: the run is tracked as before. */
   release (runId: string, path: DeliveryPath, owner: string): Promise<void>
   /** The claimed delivery was handled: tracking ends. */
@@ -45,12 +39,8 @@ export interface RunTracker {
   drop (runId: string): Promise<void>
 }
 
-export interface TrackerLimits {
-  /** How long a check or a delivery may hold a run before another may take it (an instance died). */
-  leaseMs: number
-  /** The most runs tracked at once in memory (the oldest is dropped first). */
-  maxRuns?: number
-}
+/** `leaseMs`: how long a check or a delivery may hold a run before another may take it (an instance died). */
+export interface TrackerLimits { leaseMs: number, maxRuns?: number }
 
 /** A run is tracked for at most this long after it started. */
 export const MAX_TRACKED_MS = 24 * 60 * 60 * 1000
@@ -58,93 +48,70 @@ export const MAX_TRACKED_MS = 24 * 60 * 60 * 1000
 export const RECONCILED_MS = 60 * 60 * 1000
 /** How long a run handled by its webhook is not tracked again (its webhook may beat `runs.create`'s reply). */
 export const HANDLED_MS = 60 * 1000
-export const DEFAULT_MAX_RUNS = 10_000
 
-interface Entry {
-  run: TrackedRun
-  dueAt: number
-}
-
-/** Tracked runs in this process: lost with it, seen by no other instance. */
-export function createMemoryRunTracker ({ leaseMs, maxRuns = DEFAULT_MAX_RUNS }: TrackerLimits, onDropped: (run: TrackedRun) => void): RunTracker {
-  const runs = new Map<string, Entry>()
+/** Tracked runs in this process, at most `maxRuns` (the oldest dropped first): lost with it, seen by no other instance. */
+export function createMemoryRunTracker ({ leaseMs, maxRuns = 10_000 }: TrackerLimits, onDropped: (run: TrackedRun) => void): RunTracker {
+  const runs = new Map<string, { run: TrackedRun, dueAt: number }>()
   // Webhooks in flight per run, or the owner of the reconciliation holding it.
   const claims = new Map<string, number | string>()
   // Runs handled lately, by either path: bounded in count and age.
-  const handledByWebhook = new LruMap<true>(maxRuns, HANDLED_MS)
-  const reconciled = new LruMap<true>(maxRuns, RECONCILED_MS)
-  const handled = (runs: LruMap<true>, runId: string): boolean => runs.get(runId) === true
-
-  function untrack (runId: string): void {
+  const handled = { webhook: new LruMap<true>(maxRuns, HANDLED_MS), reconcile: new LruMap<true>(maxRuns, RECONCILED_MS) }
+  const untrack = (runId: string): void => {
     runs.delete(runId)
     claims.delete(runId)
+  }
+  const drop = (runId: string, run: TrackedRun): void => {
+    untrack(runId)
+    onDropped(run)
   }
 
   return {
     async track (run, dueAt) {
-      if (handled(handledByWebhook, run.runId) || handled(reconciled, run.runId)) return false
+      if (handled.webhook.get(run.runId) ?? handled.reconcile.get(run.runId)) return false
       runs.delete(run.runId)
       runs.set(run.runId, { run, dueAt })
       if (runs.size > maxRuns) {
         const [oldestId, oldest] = runs.entries().next().value!
-        untrack(oldestId)
-        onDropped(oldest.run)
+        drop(oldestId, oldest.run)
       }
       return true
     },
-
     async claim (runId, path, owner) {
       const claim = claims.get(runId)
       if (path === 'webhook') {
-        if (handled(reconciled, runId) || typeof claim === 'string') return 'refused'
-        if (handled(handledByWebhook, runId)) return 'passed'
+        if (handled.reconcile.get(runId) || typeof claim === 'string') return 'refused'
+        if (handled.webhook.get(runId)) return 'passed'
         claims.set(runId, (claim ?? 0) + 1)
-        return 'claimed'
+      } else {
+        if (claim !== undefined || !runs.has(runId)) return 'refused'
+        claims.set(runId, owner)
       }
-      if (claim !== undefined || !runs.has(runId)) return 'refused'
-      claims.set(runId, owner)
       return 'claimed'
     },
-
     async release (runId, path, owner) {
       const claim = claims.get(runId)
-      if (path === 'reconcile') {
-        if (claim === owner) claims.delete(runId)
-      } else if (typeof claim === 'number') {
-        if (claim > 1) claims.set(runId, claim - 1)
-        else claims.delete(runId)
-      }
+      if (path === 'reconcile' ? claim === owner : claim === 1) claims.delete(runId)
+      else if (path === 'webhook' && typeof claim === 'number') claims.set(runId, claim - 1)
     },
-
     async handled (runId, path) {
       untrack(runId)
-      const handledBy = path === 'webhook' ? handledByWebhook : reconciled
-      handledBy.set(runId, true)
+      handled[path].set(runId, true)
     },
-
     async due (now, limit) {
       const due: TrackedRun[] = []
       for (const [runId, entry] of runs) {
-        if (entry.run.createdAt + MAX_TRACKED_MS <= now) {
-          untrack(runId)
-          onDropped(entry.run)
-          continue
+        if (entry.run.createdAt + MAX_TRACKED_MS <= now) drop(runId, entry.run)
+        else if (entry.dueAt <= now) {
+          entry.dueAt = now + leaseMs
+          if (due.push({ ...entry.run }) === limit) break
         }
-        if (entry.dueAt > now) continue
-        entry.dueAt = now + leaseMs
-        due.push({ ...entry.run })
-        if (due.length === limit) break
       }
       return due
     },
-
     async reschedule (run, dueAt) {
       const entry = runs.get(run.runId)
-      if (entry === undefined) return
-      entry.run = run
-      entry.dueAt = dueAt
+      if (entry !== undefined) Object.assign(entry, { run, dueAt })
     },
-
     async drop (runId) {
       untrack(runId)
     }

@@ -21,19 +21,8 @@ export const MAX_WAITING = 10_000
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
-interface Remembered {
-  run: RunWebhook<unknown>
-  bytes: number
-  until: number
-}
-
-interface Waiter {
-  resolve: (run: RunWebhook<unknown>) => void
-  reject: (reason: unknown) => void
-  timer: NodeJS.Timeout
-  signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
-}
+interface Remembered { run: RunWebhook<unknown>, bytes: number, until: number }
+interface Waiter { resolve: (run: RunWebhook<unknown>) => void, reject: (reason: unknown) => void }
 
 /** Tells the other instances about a delivery received here (Redis pub/sub), and finds theirs. */
 export interface WaitRelay {
@@ -58,16 +47,10 @@ export class RunWaiters {
   #rememberedBytes = 0
   #relay: WaitRelay | undefined
   #closed = false
-  readonly #rememberMs: number
-  readonly #maxRemembered: number
-  readonly #maxRememberedBytes: number
-  readonly #maxWaiting: number
+  readonly #limits
 
   constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES, maxWaiting = MAX_WAITING } = {}) {
-    this.#maxWaiting = maxWaiting
-    this.#rememberMs = rememberMs
-    this.#maxRemembered = maxRemembered
-    this.#maxRememberedBytes = maxRememberedBytes
+    this.#limits = { rememberMs, maxRemembered, maxRememberedBytes, maxWaiting }
     this.#remembered = new LruMap<Remembered>(maxRemembered)
   }
 
@@ -91,12 +74,28 @@ export class RunWaiters {
       return Promise.reject(new InvalidArgumentError('waitForRun: signal must be an AbortSignal'))
     }
     if (signal?.aborted === true) return Promise.reject(signal.reason)
-    const remembered = this.#recall(runId)
-    if (remembered !== undefined) return Promise.resolve(remembered)
+    const remembered = this.#remembered.get(runId)
+    if (remembered !== undefined && remembered.until > Date.now()) return Promise.resolve(remembered.run)
     if (this.#closed) return Promise.reject(new ShuttingDownError())
-    if (this.#waiters >= this.#maxWaiting) return Promise.reject(new TooManyWaitersError(this.#maxWaiting))
-
-    const waiting = this.#waitFor(runId, timeoutMs, signal)
+    if (this.#waiters >= this.#limits.maxWaiting) return Promise.reject(new TooManyWaitersError(this.#limits.maxWaiting))
+    this.#waiters++
+    const waiting = new Promise<RunWebhook<unknown>>((resolve, reject) => {
+      const waiters = this.#waiting.get(runId) ?? new Set()
+      this.#waiting.set(runId, waiters)
+      const settle = <T> (then: (value: T) => void) => (value: T): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.#waiters--
+        waiters.delete(waiter)
+        if (waiters.size === 0 && this.#waiting.get(runId) === waiters) this.#waiting.delete(runId)
+        then(value)
+      }
+      const waiter: Waiter = { resolve: settle(resolve), reject: settle(reject) }
+      const timer = setTimeout(() => waiter.reject(new WaitTimeoutError(runId, timeoutMs)), timeoutMs)
+      const onAbort = (): void => waiter.reject(signal!.reason)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      waiters.add(waiter)
+    })
     // Registered first: a delivery that arrives during the lookup resolves it too.
     this.#relay?.lookup(runId)
     return waiting
@@ -107,48 +106,9 @@ export class RunWaiters {
     return this.#waiting.has(runId)
   }
 
-  #waitFor (runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<RunWebhook<unknown>> {
-    this.#waiters++
-    return new Promise((resolve, reject) => {
-      let waiters = this.#waiting.get(runId)
-      if (waiters === undefined) this.#waiting.set(runId, waiters = new Set())
-      const set = waiters
-      const settle = (): void => {
-        clearTimeout(waiter.timer)
-        this.#waiters--
-        if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort)
-        set.delete(waiter)
-        if (set.size === 0 && this.#waiting.get(runId) === set) this.#waiting.delete(runId)
-      }
-      const waiter: Waiter = {
-        resolve: (run) => {
-          settle()
-          resolve(run)
-        },
-        reject: (reason) => {
-          settle()
-          reject(reason)
-        },
-        timer: setTimeout(() => waiter.reject(new WaitTimeoutError(runId, timeoutMs)), timeoutMs),
-        signal,
-        onAbort: undefined
-      }
-      if (signal !== undefined) {
-        waiter.onAbort = () => waiter.reject(signal.reason)
-        signal.addEventListener('abort', waiter.onAbort, { once: true })
-      }
-      set.add(waiter)
-    })
-  }
-
-  /** A delivery of the run was received by this instance; `bytes` is its body's size when known. */
+  /** A delivery of the run was received by this instance (`bytes`: its body's size, when known): other instances hear of it. */
   arrived (run: RunWebhook<unknown>, bytes?: number): void {
     this.heard(run, bytes)
-    this.publish(run)
-  }
-
-  /** Tells the other instances about a delivery accepted here. */
-  publish (run: RunWebhook<unknown>): void {
     if (typeof run.run_id === 'string') this.#relay?.publish(run)
   }
 
@@ -157,35 +117,22 @@ export class RunWaiters {
     // A body stripped of its run_id (allowedFields) is no run to wait for.
     if (this.#closed || typeof run.run_id !== 'string') return
     const runId = run.run_id
-    const waiters = this.#waiting.size === 0 ? undefined : this.#waiting.get(runId)
-    if (waiters !== undefined) {
-      this.#waiting.delete(runId)
-      for (const waiter of waiters) waiter.resolve(run)
-    }
-    this.#remember(runId, run, bytes ?? sizeOf(run))
-  }
-
-  #remember (runId: string, run: RunWebhook<unknown>, bytes: number): void {
-    if (bytes > this.#maxRememberedBytes) return
+    const waiters = this.#waiting.get(runId)
+    this.#waiting.delete(runId)
+    for (const waiter of waiters ?? []) waiter.resolve(run)
+    bytes ??= sizeOf(run)
+    if (bytes > this.#limits.maxRememberedBytes) return
     this.#forget(runId)
     const remembered = this.#remembered
-    while (remembered.size > 0 && (remembered.size >= this.#maxRemembered || this.#rememberedBytes + bytes > this.#maxRememberedBytes)) {
+    while (remembered.size > 0 && (remembered.size >= this.#limits.maxRemembered || this.#rememberedBytes + bytes > this.#limits.maxRememberedBytes)) {
       this.#forget(remembered.first.key)
     }
-    remembered.set(runId, { run, bytes, until: Date.now() + this.#rememberMs })
+    remembered.set(runId, { run, bytes, until: Date.now() + this.#limits.rememberMs })
     this.#rememberedBytes += bytes
   }
 
-  /** The remembered delivery of the run, if it is recent enough. */
-  #recall (runId: string): RunWebhook<unknown> | undefined {
-    const remembered = this.#remembered.get(runId)
-    return remembered !== undefined && remembered.until > Date.now() ? remembered.run : undefined
-  }
-
   #forget (runId: string): void {
-    const remembered = this.#remembered.get(runId)
-    if (remembered === undefined) return
-    this.#rememberedBytes -= remembered.bytes
+    this.#rememberedBytes -= this.#remembered.get(runId)?.bytes ?? 0
     this.#remembered.delete(runId)
   }
 
