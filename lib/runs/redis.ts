@@ -2,53 +2,47 @@ import type { FastifyBaseLogger } from 'fastify'
 import { redactRun } from '../redact.js'
 import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
-import type { WaitRelay } from './waiters.js'
+import type { RunWaiters, WaitRelay } from './waiters.js'
 import { jobIdOf } from '../queue/job.js'
 import { RedisUnavailableError } from '../errors.js'
 import { bounded, DISCONNECTED, encodeKeyPart, newOwner, withTimeout, type RedisConnection } from '../redis.js'
 
-// Claims (KEYS[1] claim key): `w:<n>` n webhooks in flight, `r:<owner>` a
-// reconciliation in flight, `done:w` / `done:r` handled by either path.
+// Every script but DUE takes KEYS claim, run and due of one run, and ARGV[1] its encoded id (the due set's member).
+// A claim is `w:<n>` (n webhooks in flight), `r:<owner>` (a reconciliation in flight), or `done:w` / `done:r` (handled by either path).
 
-// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] ttl, ARGV[4] encoded run id.
-const TRACK = `local c = redis.call('GET', KEYS[1])
-if c == 'done:w' or c == 'done:r' then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+// ARGV[2] run JSON, ARGV[3] due at, ARGV[4] ttl.
+const TRACK = `if string.sub(redis.call('GET', KEYS[1]) or '', 1, 5) == 'done:' then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return 1`
 
-// KEYS[1] claim, KEYS[2] run; ARGV[1] path, ARGV[2] owner, ARGV[3] lease.
+// ARGV[2] path, ARGV[3] owner, ARGV[4] lease.
 const CLAIM = `local c = redis.call('GET', KEYS[1])
-if ARGV[1] == 'webhook' then
+if ARGV[2] == 'webhook' then
   if c == 'done:w' then return 'passed' end
-  if c == 'done:r' or (c and string.sub(c, 1, 2) == 'r:') then return 'refused' end
-  local n = 1
-  if c then n = tonumber(string.sub(c, 3)) + 1 end
-  redis.call('SET', KEYS[1], 'w:' .. n, 'PX', ARGV[3])
+  if c and string.sub(c, 1, 2) ~= 'w:' then return 'refused' end
+  redis.call('SET', KEYS[1], 'w:' .. ((c and tonumber(string.sub(c, 3)) or 0) + 1), 'PX', ARGV[4])
   return 'claimed'
 end
 if c or redis.call('EXISTS', KEYS[2]) == 0 then return 'refused' end
-redis.call('SET', KEYS[1], 'r:' .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], 'r:' .. ARGV[3], 'PX', ARGV[4])
 return 'claimed'`
 
-// KEYS[1] claim; ARGV[1] path, ARGV[2] owner.
-const RELEASE = `local c = redis.call('GET', KEYS[1])
-if not c then return 0 end
-if ARGV[1] == 'webhook' then
-  if string.sub(c, 1, 2) ~= 'w:' then return 0 end
-  local n = tonumber(string.sub(c, 3)) - 1
-  if n <= 0 then return redis.call('DEL', KEYS[1]) end
-  redis.call('SET', KEYS[1], 'w:' .. n, 'KEEPTTL')
-  return 1
-end
-if c == 'r:' .. ARGV[2] then return redis.call('DEL', KEYS[1]) end
-return 0`
+// ARGV[2] path, ARGV[3] owner.
+const RELEASE = `local c = redis.call('GET', KEYS[1]) or ''
+local webhook = ARGV[2] == 'webhook'
+if webhook and c == 'w:1' or not webhook and c == 'r:' .. ARGV[3] then redis.call('DEL', KEYS[1])
+elseif webhook and string.sub(c, 1, 2) == 'w:' then redis.call('SET', KEYS[1], 'w:' .. (tonumber(string.sub(c, 3)) - 1), 'KEEPTTL') end`
 
-// KEYS[1] claim, KEYS[2] run, KEYS[3] due; ARGV[1] mark, ARGV[2] its ttl, ARGV[3] encoded run id.
-const HANDLED = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+// ARGV[2] mark, ARGV[3] its ttl.
+const HANDLED = `redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[3])
-return 1`
+redis.call('ZREM', KEYS[3], ARGV[1])`
+
+// ARGV[2] run JSON, ARGV[3] due at: only while the run is tracked.
+const RESCHEDULE = `if redis.call('EXISTS', KEYS[2]) == 0 then return end
+redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])`
 
 // KEYS[1] due; ARGV[1] now, ARGV[2] limit, ARGV[3] lease end.
 // Leases the due runs' ids; their runs are read after, by keys the client builds (Redis Cluster wants every key in KEYS).
@@ -56,21 +50,7 @@ const DUE = `local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], '
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
 return ids`
 
-// KEYS[1] run, KEYS[2] due; ARGV[1] run JSON, ARGV[2] due at, ARGV[3] encoded run id.
-const RESCHEDULE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-return 1`
-
-interface TrackerCommands {
-  langgraphRunsTrack (claim: string, run: string, due: string, json: string, dueAt: number, ttlMs: number, runId: string): Promise<number>
-  langgraphRunsClaim (claim: string, run: string, path: string, owner: string, leaseMs: number): Promise<'claimed' | 'refused' | 'passed'>
-  langgraphRunsRelease (claim: string, path: string, owner: string): Promise<number>
-  langgraphRunsHandled (claim: string, run: string, due: string, mark: string, ttlMs: number, runId: string): Promise<number>
-  langgraphRunsDue (due: string, now: number, limit: number, leaseEnd: number): Promise<string[]>
-  langgraphRunsReschedule (run: string, due: string, json: string, dueAt: number, runId: string): Promise<number>
-}
-
+const SCRIPTS = { track: TRACK, claim: CLAIM, release: RELEASE, handled: HANDLED, reschedule: RESCHEDULE }
 const unavailable = (message: string): Error => new RedisUnavailableError(message)
 
 /**
@@ -85,49 +65,36 @@ const unavailable = (message: string): Error => new RedisUnavailableError(messag
  * instances cannot both take a run.
  */
 export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConnection, { leaseMs }: TrackerLimits): RunTracker {
-  client.defineCommand('langgraphRunsTrack', { numberOfKeys: 3, lua: TRACK })
-  client.defineCommand('langgraphRunsClaim', { numberOfKeys: 2, lua: CLAIM })
-  client.defineCommand('langgraphRunsRelease', { numberOfKeys: 1, lua: RELEASE })
-  client.defineCommand('langgraphRunsHandled', { numberOfKeys: 3, lua: HANDLED })
-  client.defineCommand('langgraphRunsDue', { numberOfKeys: 1, lua: DUE })
-  client.defineCommand('langgraphRunsReschedule', { numberOfKeys: 2, lua: RESCHEDULE })
-  const redis = client as unknown as TrackerCommands
-  const runPrefix = `${prefix}{runs}:run:`
-  const dueKey = `${prefix}{runs}:due`
-  const claimKey = (runId: string): string => `${prefix}{runs}:claim:${encodeKeyPart(runId)}`
-  const runKey = (runId: string): string => runPrefix + encodeKeyPart(runId)
-  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation, unavailable)
+  for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(`langgraphRuns:${name}`, { numberOfKeys: 3, lua })
+  client.defineCommand('langgraphRuns:due', { numberOfKeys: 1, lua: DUE })
+  const commands = client as unknown as Record<string, (...args: Array<string | number>) => Promise<any>>
+  const key = `${prefix}{runs}:`
+  const bound = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation, unavailable)
+  /** Runs a script on the keys of one run. */
+  const script = (name: keyof typeof SCRIPTS, runId: string, ...args: Array<string | number>): Promise<any> => {
+    const id = encodeKeyPart(runId)
+    return bound(name, () => commands[`langgraphRuns:${name}`](`${key}claim:${id}`, `${key}run:${id}`, `${key}due`, id, ...args))
+  }
 
   return {
-    async track (tracked, dueAt) {
-      const ttlMs = Math.max(1, tracked.createdAt + MAX_TRACKED_MS - Date.now())
-      const json = JSON.stringify(tracked)
-      return await run('track', () => redis.langgraphRunsTrack(claimKey(tracked.runId), runKey(tracked.runId), dueKey, json, dueAt, ttlMs, encodeKeyPart(tracked.runId))) === 1
+    async track (run, dueAt) {
+      return await script('track', run.runId, JSON.stringify(run), dueAt, Math.max(1, run.createdAt + MAX_TRACKED_MS - Date.now())) === 1
     },
-    claim (runId, path, owner) {
-      return run('claim', () => redis.langgraphRunsClaim(claimKey(runId), runKey(runId), path, owner, leaseMs))
-    },
-    async release (runId, path, owner) {
-      await run('release', () => redis.langgraphRunsRelease(claimKey(runId), path, owner))
-    },
-    async handled (runId, path) {
-      const [mark, ttlMs] = path === 'webhook' ? ['done:w', HANDLED_MS] : ['done:r', RECONCILED_MS]
-      await run('handled', () => redis.langgraphRunsHandled(claimKey(runId), runKey(runId), dueKey, mark, ttlMs, encodeKeyPart(runId)))
-    },
+    claim: (runId, path, owner) => script('claim', runId, path, owner, leaseMs),
+    release: (runId, path, owner) => script('release', runId, path, owner),
+    handled: (runId, path) => script('handled', runId, ...(path === 'webhook' ? ['done:w', HANDLED_MS] : ['done:r', RECONCILED_MS])),
+    reschedule: (run, dueAt) => script('reschedule', run.runId, JSON.stringify(run), dueAt),
     async due (now, limit) {
-      const ids = await run('due', () => redis.langgraphRunsDue(dueKey, now, limit, now + leaseMs))
+      const ids: string[] = await bound('due', () => commands['langgraphRuns:due'](`${key}due`, now, limit, now + leaseMs))
       if (ids.length === 0) return []
-      const found = await run('due', () => client.mget(ids.map((id) => runPrefix + id)))
+      const found = await bound('due', () => client.mget(ids.map((id) => `${key}run:${id}`)))
       const expired = ids.filter((_, i) => found[i] === null)
       // Tracked longer than MAX_TRACKED_MS: their run keys expired.
-      if (expired.length > 0) await run('due', () => client.zrem(dueKey, ...expired))
+      if (expired.length > 0) await bound('due', () => client.zrem(`${key}due`, ...expired))
       return found.flatMap((json) => json === null ? [] : [JSON.parse(json) as TrackedRun])
     },
-    async reschedule (tracked, dueAt) {
-      await run('reschedule', () => redis.langgraphRunsReschedule(runKey(tracked.runId), dueKey, JSON.stringify(tracked), dueAt, encodeKeyPart(tracked.runId)))
-    },
     async drop (runId) {
-      await run('drop', () => client.multi().del(runKey(runId)).zrem(dueKey, encodeKeyPart(runId)).exec())
+      await bound('drop', () => client.multi().del(`${key}run:${encodeKeyPart(runId)}`).zrem(`${key}due`, encodeKeyPart(runId)).exec())
     }
   }
 }
@@ -138,13 +105,6 @@ const RELAYED_MS = 60_000
 /** The relay's connection: with the queue, `storedRun` reads a run from its job. */
 export interface RelayConnection extends RedisConnection {
   storedRun?: (jobId: string) => Promise<RunWebhook<unknown> | undefined>
-}
-
-/** What the relay asks of the waiters here. */
-export interface RelayWaiters {
-  waitingFor (runId: string): boolean
-  /** `bytes` is the run's serialized size, when known. */
-  heard (run: RunWebhook<unknown>, bytes?: number): void
 }
 
 /**
@@ -159,11 +119,7 @@ export interface RelayWaiters {
  * Redis calls; messages arrive on another (a subscribed connection can do
  * nothing else).
  */
-export async function createRedisRelay (
-  { client, prefix, timeoutMs, storedRun }: RelayConnection,
-  waiters: RelayWaiters,
-  log: FastifyBaseLogger
-): Promise<WaitRelay> {
+export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }: RelayConnection, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): Promise<WaitRelay> {
   const channel = `${prefix}{relay}:delivered`
   const runKey = (runId: string): string => `${prefix}{relay}:run:${encodeKeyPart(runId)}`
   const self = newOwner()
@@ -183,14 +139,11 @@ export async function createRedisRelay (
   subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
 
   /** Reads a run delivered elsewhere and hands it to the waiters; `stored` is its key's value when known. */
-  async function fetch (runId: string, stored?: string): Promise<void> {
+  async function read (runId: string, stored?: string): Promise<void> {
     try {
       stored ??= await bounded(publisher, timeoutMs, 'relay lookup', () => publisher.get(runKey(runId)), unavailable) ?? undefined
       if (stored === undefined) return
-      if (storedRun === undefined) {
-        waiters.heard(JSON.parse(stored), stored.length)
-        return
-      }
+      if (storedRun === undefined) return waiters.heard(JSON.parse(stored), stored.length)
       const run = await bounded(publisher, timeoutMs, 'relay job lookup', () => storedRun(stored!), unavailable)
       // Not remembered here: its job keeps it.
       if (run !== undefined) waiters.heard(run, Number.POSITIVE_INFINITY)
@@ -204,14 +157,9 @@ export async function createRedisRelay (
   subscriber.on('message', (_channel: string, message: string) => {
     if (message.startsWith(own)) return
     let parsed: { run_id?: unknown, job?: unknown }
-    try {
-      parsed = JSON.parse(message)
-    } catch {
-      return
-    }
+    try { parsed = JSON.parse(message) } catch { return }
     const runId = parsed?.run_id
-    if (typeof runId !== 'string' || !waiters.waitingFor(runId)) return
-    fetch(runId, typeof parsed.job === 'string' ? parsed.job : undefined)
+    if (typeof runId === 'string' && waiters.waitingFor(runId)) read(runId, typeof parsed.job === 'string' ? parsed.job : undefined)
   })
   try {
     await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel), unavailable)
@@ -239,15 +187,13 @@ export async function createRedisRelay (
       if (DISCONNECTED.has(publisher.status)) return
       const value = storedValue(run)
       if (value === undefined) return
-      const message = JSON.stringify(storedRun === undefined ? { from: self, run_id: run.run_id } : { from: self, run_id: run.run_id, job: value })
+      const message = JSON.stringify({ from: self, run_id: run.run_id, job: storedRun === undefined ? undefined : value })
       // One connection: the key is set before the message goes out.
       Promise.all([publisher.set(runKey(run.run_id), value, 'PX', RELAYED_MS), publisher.publish(channel, message)]).catch((error: unknown) => {
         log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: could not tell other instances about a delivery')
       })
     },
-    lookup (runId) {
-      fetch(runId)
-    },
+    lookup: read,
     async close () {
       await Promise.all([subscriber, publisher].map(async (connection) => {
         // QUIT lets a command in flight be answered, within the bound: a stalled Redis never answers it.
