@@ -5,7 +5,7 @@ import type { RunWebhook } from '../schemas.js'
 import type { Receiver, RunTracking } from '../receive.js'
 import { startReconciler, type LanggraphRun, type LanggraphStreamChunk, type RunPayload } from './reconcile.js'
 import { createRedisRelay, createRedisRunTracker, type RelayConnection } from './redis.js'
-import { createMemoryRunTracker, type RunTracker } from './tracker.js'
+import { createMemoryRunTracker, type TrackedRun } from './tracker.js'
 import { RunWaiters, type WaitForRunOptions } from './waiters.js'
 
 /** `app.langgraphWebhooks.runs`: runs started with the webhook set, and tracked until a delivery of them is handled. */
@@ -18,24 +18,9 @@ export interface LanggraphRuns {
   createBatch (payloads: Array<RunPayload & { assistantId: string }>): Promise<LanggraphRun[]>
 }
 
-export interface Runs {
-  /** What `receive` asks of tracking: one path per run, and the waiters. */
-  tracking: RunTracking
-  /** Starts the reconciliation loop, which delivers through `receive` as a webhook would. */
-  start (receive: Receiver['receive']): void
-  waitForRun (runId: string, options?: WaitForRunOptions): Promise<RunWebhook<any>>
-  runs: LanggraphRuns
-  /** The webhook URL with its token. */
-  webhookUrl (): string
-  /** Stops the loop (before the server stops answering). */
-  stop (): Promise<void>
-  /** Rejects the waiters left and closes the connections of its own. */
-  close (): Promise<void>
-}
-
 /** Everything of the runs the application starts and waits for, tracked in Redis when the plugin has a connection. */
 // `connection` is the plugin's Redis (the queue's, or its own), typed loosely so that the declarations need no ioredis.
-export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, connection?: object): Promise<Runs> {
+export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogger, connection?: object) {
   const redis = connection as RelayConnection | undefined
   const langgraph = options.langgraph
   if (redis === undefined && langgraph !== undefined && options.dedupe?.inMemory === false) {
@@ -45,23 +30,16 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
   if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, waiters, log))
   // A check or delivery holds a run for as long as its listeners may take, and some.
   const limits = { leaseMs: options.listenerTimeoutMs + 30_000 }
-  const tracker: RunTracker | undefined = langgraph === undefined
-    ? undefined
-    : redis !== undefined
-      ? createRedisRunTracker(redis, limits)
-      : createMemoryRunTracker(limits, (run) => {
-        log.warn({ run_id: run.runId }, 'fastify-langgraph-webhooks: too many tracked runs, or tracked too long; the oldest is no longer reconciled')
-      })
+  const dropped = (run: TrackedRun): void => log.warn({ run_id: run.runId }, 'fastify-langgraph-webhooks: too many tracked runs, or tracked too long; the oldest is no longer reconciled')
+  const tracker = langgraph === undefined ? undefined : redis !== undefined ? createRedisRunTracker(redis, limits) : createMemoryRunTracker(limits, dropped)
   let stop: (() => Promise<void>) | undefined
 
   async function track (runId: string, threadId: string, stateless: boolean): Promise<void> {
     const now = Date.now()
-    try {
-      await tracker!.track({ runId, threadId, stateless, createdAt: now, failures: 0 }, now + langgraph!.reconcileAfterMs)
-    } catch (error) {
-      // The run is started and its webhook set: only its reconciliation is lost.
+    // The run is started and its webhook set: only its reconciliation is lost.
+    await tracker!.track({ runId, threadId, stateless, createdAt: now, failures: 0 }, now + langgraph!.reconcileAfterMs).catch((error: unknown) => {
       log.error({ err: error, run_id: runId }, 'fastify-langgraph-webhooks: could not track a started run; it is not reconciled if its webhook never comes')
-    }
+    })
   }
 
   function configured (what: string): NonNullable<typeof langgraph> {
@@ -103,30 +81,29 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
   }
 
   return {
+    /** What `receive` asks of tracking: one path per run, and the waiters. */
     tracking: {
       claim: (runId, reconciled, owner) => tracker?.claim(runId, reconciled ? 'reconcile' : 'webhook', owner),
       async settle (runId, reconciled, owner, handled) {
         const path = reconciled ? 'reconcile' : 'webhook'
-        try {
-          await (handled ? tracker!.handled(runId, path) : tracker!.release(runId, path, owner))
-        } catch (error) {
-          // release: the claim expires by itself. handled: the listeners did run; a later reconciliation finds the run handled by dedupe.
+        // release: the claim expires by itself. handled: the listeners did run; a later reconciliation finds the run handled by dedupe.
+        await (handled ? tracker!.handled(runId, path) : tracker!.release(runId, path, owner)).catch((error: unknown) => {
           log.error({ err: error, run_id: runId }, `the store of tracked runs failed to ${handled ? 'mark a run handled' : 'release a run'}`)
-        }
+        })
       },
       arrived: (run, bytes) => waiters.arrived(run, bytes)
+    } satisfies RunTracking,
+    /** Starts the reconciliation loop, which delivers through `receive` as a webhook would. */
+    start (receive: Receiver['receive']): void {
+      if (tracker !== undefined) stop = startReconciler(tracker, langgraph!, receive, log)
     },
-    start (receive) {
-      if (tracker === undefined) return
-      const { client, reconcileEveryMs, reconcileAfterMs } = langgraph!
-      // Due runs are found within half a period of being due.
-      const tickMs = Math.max(10, Math.round(Math.min(reconcileAfterMs, reconcileEveryMs) / 2))
-      stop = startReconciler({ tracker, client, receive, log, reconcileEveryMs, tickMs })
-    },
-    waitForRun: (runId, waitOptions) => waiters.wait(runId, waitOptions),
+    waitForRun: (runId: string, waitOptions?: WaitForRunOptions): Promise<RunWebhook<any>> => waiters.wait(runId, waitOptions),
     runs,
-    webhookUrl: () => configured('webhookUrl').webhookUrl,
-    stop: async () => { await stop?.() },
-    close: () => waiters.close()
+    /** The webhook URL with its token. */
+    webhookUrl: (): string => configured('webhookUrl').webhookUrl,
+    /** Stops the loop (before the server stops answering). */
+    stop: async (): Promise<void> => { await stop?.() },
+    /** Rejects the waiters left and closes the connections of its own. */
+    close: (): Promise<void> => waiters.close()
   }
 }

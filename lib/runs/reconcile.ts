@@ -40,16 +40,10 @@ export interface LanggraphClient {
   threads: { getState (threadId: string, checkpoint?: any, options?: any): Promise<ThreadState> }
 }
 
-export interface ReconcilerOptions {
-  tracker: RunTracker
-  client: LanggraphClient
-  /** The delivery path, as a webhook goes through it. */
-  receive: (body: RunWebhook<unknown>, source: { reconciled: true }) => Promise<unknown>
-  log: FastifyBaseLogger
-  reconcileEveryMs: number
-  /** How often the loop looks for due runs. */
-  tickMs: number
-}
+/** The delivery path, as a webhook goes through it. */
+type Receive = (body: RunWebhook<unknown>, source: { reconciled: true }) => Promise<unknown>
+/** The `langgraph` option, resolved. */
+interface Langgraph { client: LanggraphClient, reconcileAfterMs: number, reconcileEveryMs: number }
 
 /** Checks in a row that fail (fetch or delivery) before a run is dropped. */
 export const MAX_FAILURES = 5
@@ -63,9 +57,11 @@ const ACTIVE = new Set(['pending', 'running'])
  * failed): a due tracked run is fetched from the LangGraph server; still
  * pending or running, it is checked again `reconcileEveryMs` later; terminal,
  * it is delivered as its webhook would have been, with `reconciled: true`.
- * Returns `stop`, which waits for the checks under way.
+ * Due runs are found within half a period of being due. Returns `stop`,
+ * which waits for the checks under way.
  */
-export function startReconciler ({ tracker, client, receive, log, reconcileEveryMs, tickMs }: ReconcilerOptions): () => Promise<void> {
+export function startReconciler (tracker: RunTracker, { client, reconcileAfterMs, reconcileEveryMs }: Langgraph, receive: Receive, log: FastifyBaseLogger): () => Promise<void> {
+  const tickMs = Math.max(10, Math.round(Math.min(reconcileAfterMs, reconcileEveryMs) / 2))
   let timer: NodeJS.Timeout | undefined
   let looking: Promise<void> | undefined
   let stopped = false
@@ -110,12 +106,10 @@ export function startReconciler ({ tracker, client, receive, log, reconcileEvery
   }
 
   async function look (): Promise<void> {
-    let due: TrackedRun[]
-    try {
-      due = await tracker.due(Date.now(), BATCH)
-    } catch (error) {
-      return log.error({ err: error }, 'fastify-langgraph-webhooks: could not read the tracked runs due for reconciliation')
-    }
+    const due = await tracker.due(Date.now(), BATCH).catch((error: unknown) => {
+      log.error({ err: error }, 'fastify-langgraph-webhooks: could not read the tracked runs due for reconciliation')
+      return []
+    })
     for (let i = 0; i < due.length; i += CONCURRENCY) {
       await Promise.all(due.slice(i, i + CONCURRENCY).map((run) => check(run).catch((error: unknown) => {
         log.error({ err: error, run_id: run.runId }, 'fastify-langgraph-webhooks: the store of tracked runs failed during a reconciliation check; the run is checked again once its lease ends')

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { redactRun } from '../redact.js'
 import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
-import type { RunWaiters, WaitRelay } from './waiters.js'
+import { REMEMBER_MS, type RunWaiters, type WaitRelay } from './waiters.js'
 import { jobIdOf } from '../queue/job.js'
 import { RedisUnavailableError } from '../errors.js'
 import { bounded, DISCONNECTED, encodeKeyPart, newOwner, withTimeout, type RedisConnection } from '../redis.js'
@@ -99,13 +99,8 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
   }
 }
 
-/** How long a delivery stays findable by a late caller on another instance (waitForRun's memory). */
-const RELAYED_MS = 60_000
-
 /** The relay's connection: with the queue, `storedRun` reads a run from its job. */
-export interface RelayConnection extends RedisConnection {
-  storedRun?: (jobId: string) => Promise<RunWebhook<unknown> | undefined>
-}
+export type RelayConnection = RedisConnection & { storedRun?: (jobId: string) => Promise<RunWebhook<unknown> | undefined> }
 
 /**
  * Deliveries received by one instance resolve the waiters of all. An
@@ -128,14 +123,10 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
   // Resubscribed here after a reconnect rather than by ioredis, whose own
   // resubscription rejects unhandled when the client is closed under it.
   const subscriber = client.duplicate({ autoResubscribe: false })
-  const notSubscribed = (error: unknown): void => {
-    log.warn({ err: error }, 'fastify-langgraph-webhooks: could not subscribe to the deliveries of other instances yet; it subscribes again once Redis is back')
-  }
+  const notSubscribed = (error: unknown): void => log.warn({ err: error }, 'fastify-langgraph-webhooks: could not subscribe to the deliveries of other instances yet; it subscribes again once Redis is back')
   let connections = 0
-  subscriber.on('ready', () => {
-    // The first subscription is the one made below.
-    if (connections++ > 0) subscriber.subscribe(channel).catch(notSubscribed)
-  })
+  // The first subscription is the one made below.
+  subscriber.on('ready', () => { if (connections++ > 0) subscriber.subscribe(channel).catch(notSubscribed) })
   subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
 
   /** Reads a run delivered elsewhere and hands it to the waiters; `stored` is its key's value when known. */
@@ -177,7 +168,6 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
       return JSON.stringify(masked)
     } catch (error) {
       log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: a run too deeply nested to serialize is not relayed to other instances; it is delivered here')
-      return undefined
     }
   }
 
@@ -188,8 +178,8 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
       const value = storedValue(run)
       if (value === undefined) return
       const message = JSON.stringify({ from: self, run_id: run.run_id, job: storedRun === undefined ? undefined : value })
-      // One connection: the key is set before the message goes out.
-      Promise.all([publisher.set(runKey(run.run_id), value, 'PX', RELAYED_MS), publisher.publish(channel, message)]).catch((error: unknown) => {
+      // One connection: the key is set before the message goes out; it lasts as long as waitForRun's memory.
+      Promise.all([publisher.set(runKey(run.run_id), value, 'PX', REMEMBER_MS), publisher.publish(channel, message)]).catch((error: unknown) => {
         log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: could not tell other instances about a delivery')
       })
     },

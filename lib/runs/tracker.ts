@@ -108,12 +108,7 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = 10_000 }: TrackerLi
       }
       return due
     },
-    async reschedule (run, dueAt) {
-      const entry = runs.get(run.runId)
-      if (entry !== undefined) Object.assign(entry, { run, dueAt })
-    },
-    async drop (runId) {
-      untrack(runId)
-    }
+    async reschedule (run, dueAt) { if (runs.has(run.runId)) runs.set(run.runId, { run, dueAt }) },
+    drop: async (runId) => untrack(runId)
   }
 }

@@ -9,15 +9,8 @@ export interface WaitForRunOptions {
   signal?: AbortSignal
 }
 
-export const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60 * 1000
 /** How long a delivery is remembered for a caller that gets to wait after it arrived. */
 export const REMEMBER_MS = 60 * 1000
-/** The most deliveries remembered at once (the oldest is forgotten first), so that a burst keeps few runs alive. */
-export const MAX_REMEMBERED = 100
-/** The most body bytes remembered at once: large `values` are remembered only while they fit. */
-export const MAX_REMEMBERED_BYTES = 256 * 1024
-/** The most callers waiting at once: each holds a timer and a promise until its timeout. */
-export const MAX_WAITING = 10_000
 // setTimeout fires at once for longer delays.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
@@ -49,7 +42,8 @@ export class RunWaiters {
   #closed = false
   readonly #limits
 
-  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = MAX_REMEMBERED, maxRememberedBytes = MAX_REMEMBERED_BYTES, maxWaiting = MAX_WAITING } = {}) {
+  // At most 100 deliveries (a burst keeps few runs alive) and 256 KiB remembered; each of 10 000 waiters holds a timer and a promise.
+  constructor ({ rememberMs = REMEMBER_MS, maxRemembered = 100, maxRememberedBytes = 256 * 1024, maxWaiting = 10_000 } = {}) {
     this.#limits = { rememberMs, maxRemembered, maxRememberedBytes, maxWaiting }
     this.#remembered = new LruMap<Remembered>(maxRemembered)
   }
@@ -60,19 +54,14 @@ export class RunWaiters {
   }
 
   wait (runId: string, options: WaitForRunOptions = {}): Promise<RunWebhook<unknown>> {
-    if (typeof runId !== 'string' || runId.length === 0) {
-      return Promise.reject(new InvalidArgumentError('waitForRun(runId): runId must be a non-empty string (run.run_id)'))
-    }
-    if (options === null || typeof options !== 'object') {
-      return Promise.reject(new InvalidArgumentError('waitForRun(runId, options): options must be an object { timeoutMs?, signal? }'))
-    }
-    const { timeoutMs = DEFAULT_WAIT_TIMEOUT_MS, signal } = options
+    const invalid = (message: string): Promise<never> => Promise.reject(new InvalidArgumentError(message))
+    if (typeof runId !== 'string' || runId.length === 0) return invalid('waitForRun(runId): runId must be a non-empty string (run.run_id)')
+    if (options === null || typeof options !== 'object') return invalid('waitForRun(runId, options): options must be an object { timeoutMs?, signal? }')
+    const { timeoutMs = 10 * 60 * 1000, signal } = options
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
-      return Promise.reject(new InvalidArgumentError(`waitForRun: timeoutMs must be a positive integer of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof timeoutMs === 'string' ? `the string ${JSON.stringify(timeoutMs)}` : String(timeoutMs)}`))
+      return invalid(`waitForRun: timeoutMs must be a positive integer of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof timeoutMs === 'string' ? `the string ${JSON.stringify(timeoutMs)}` : String(timeoutMs)}`)
     }
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      return Promise.reject(new InvalidArgumentError('waitForRun: signal must be an AbortSignal'))
-    }
+    if (signal !== undefined && !(signal instanceof AbortSignal)) return invalid('waitForRun: signal must be an AbortSignal')
     if (signal?.aborted === true) return Promise.reject(signal.reason)
     const remembered = this.#remembered.get(runId)
     if (remembered !== undefined && remembered.until > Date.now()) return Promise.resolve(remembered.run)
@@ -120,14 +109,13 @@ export class RunWaiters {
     const waiters = this.#waiting.get(runId)
     this.#waiting.delete(runId)
     for (const waiter of waiters ?? []) waiter.resolve(run)
+    const { maxRemembered, maxRememberedBytes, rememberMs } = this.#limits
     bytes ??= sizeOf(run)
-    if (bytes > this.#limits.maxRememberedBytes) return
+    if (bytes > maxRememberedBytes) return
     this.#forget(runId)
     const remembered = this.#remembered
-    while (remembered.size > 0 && (remembered.size >= this.#limits.maxRemembered || this.#rememberedBytes + bytes > this.#limits.maxRememberedBytes)) {
-      this.#forget(remembered.first.key)
-    }
-    remembered.set(runId, { run, bytes, until: Date.now() + this.#limits.rememberMs })
+    while (remembered.size > 0 && (remembered.size >= maxRemembered || this.#rememberedBytes + bytes > maxRememberedBytes)) this.#forget(remembered.first.key)
+    remembered.set(runId, { run, bytes, until: Date.now() + rememberMs })
     this.#rememberedBytes += bytes
   }
 
@@ -139,9 +127,7 @@ export class RunWaiters {
   /** Rejects every waiter (the application is closing) and forgets every delivery. */
   async close (): Promise<void> {
     this.#closed = true
-    for (const waiters of [...this.#waiting.values()]) {
-      for (const waiter of waiters) waiter.reject(new ShuttingDownError())
-    }
+    for (const waiter of [...this.#waiting.values()].flatMap((waiters) => [...waiters])) waiter.reject(new ShuttingDownError())
     this.#remembered.clear()
     this.#rememberedBytes = 0
     await this.#relay?.close()
