@@ -127,7 +127,10 @@ function sameFields (given: readonly unknown[], registered: readonly RunWebhookF
 }
 
 const notConfigured = async (): Promise<never> => { throw new QueueNotConfiguredError() }
-const NO_QUEUE: RunQueue = { failed: notConfigured, retry: notConfigured, counts: notConfigured, get bullmq (): never { throw new QueueNotConfiguredError() } }
+// `bullmq` is not enumerable, so that printing the decorator does not throw.
+const NO_QUEUE = Object.defineProperty({ failed: notConfigured, retry: notConfigured, counts: notConfigured }, 'bullmq', {
+  get (): never { throw new QueueNotConfiguredError() }
+}) as RunQueue
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
   fastify: '5.x',

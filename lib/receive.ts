@@ -104,14 +104,16 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
   }
 
   async function traced (trace: DeliveryTrace, body: unknown, source: Source): Promise<Outcome> {
+    let outcome
     try {
-      return await telemetry.within(trace, () => deliver(body, source, trace))
+      outcome = await telemetry.within(trace, () => deliver(body, source, trace))
     } catch (error) {
       trace.failed(error)
-      throw error
-    } finally {
       trace.settled()
+      throw error
     }
+    trace.settled()
+    return outcome
   }
 
   async function deliver (body: unknown, source: Source, trace: DeliveryTrace | undefined): Promise<Outcome> {

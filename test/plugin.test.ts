@@ -311,8 +311,10 @@ test('two registrations: supported in separate encapsulated contexts, refused in
 test('ack: received logs listener failures, and close() waits for listeners still running', async (t) => {
   const { app, lines } = await buildApp({ ack: 'received' })
   let finished = 0
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
   app.langgraphWebhooks.onRun(async () => {
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await gate
     finished++
   })
   app.langgraphWebhooks.onRun('error', async () => { throw new Error('late failure') })
@@ -320,6 +322,8 @@ test('ack: received logs listener failures, and close() waits for listeners stil
   t.equal((await deliverRun(app, run, { token: TOKEN })).statusCode, 202)
   t.equal((await deliverRun(app, buildRunWebhook(), { token: TOKEN })).statusCode, 202)
   t.equal(finished, 0)
+  // Released while close() runs: it must still be waiting for them then.
+  setTimeout(release, 50)
   await app.close()
   t.equal(finished, 2, 'close waited for both deliveries')
   const failure = lines.map((line) => JSON.parse(line)).find((e) => e.level === 50)

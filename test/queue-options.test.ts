@@ -68,7 +68,7 @@ t.test("createRunWorker's options are validated as strictly", async (t) => {
 
 t.test('without bullmq installed, registration says to install it', async (t) => {
   const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
-  const child = spawnSync(process.execPath, nodeArgs('--import', `${fixtures}without-bullmq.mjs`, `${fixtures}register-queue.ts`), { encoding: 'utf8', timeout: 20_000 })
+  const child = spawnSync(process.execPath, nodeArgs('--import', `${fixtures}without-bullmq.mjs`, `${fixtures}register-queue.ts`), { encoding: 'utf8', timeout: 120_000 })
   t.same(JSON.parse(child.stdout), {
     code: 'FST_LANGGRAPH_WEBHOOKS_MISSING_PEER',
     message: 'The queue option needs the bullmq package, an optional peer dependency: npm install bullmq'
