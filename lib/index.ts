@@ -127,10 +127,14 @@ function sameFields (given: readonly unknown[], registered: readonly RunWebhookF
 }
 
 const notConfigured = async (): Promise<never> => { throw new QueueNotConfiguredError() }
-// `bullmq` is not enumerable, so that printing the decorator does not throw.
-const NO_QUEUE = Object.defineProperty({ failed: notConfigured, retry: notConfigured, counts: notConfigured }, 'bullmq', {
-  get (): never { throw new QueueNotConfiguredError() }
-}) as RunQueue
+// A class: its `bullmq` getter lives on the prototype, so printing the decorator does not throw.
+class NoQueue implements RunQueue {
+  failed = notConfigured
+  retry = notConfigured
+  counts = notConfigured
+  get bullmq (): never { throw new QueueNotConfiguredError() }
+}
+const NO_QUEUE = new NoQueue()
 
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
   fastify: '5.x',

@@ -56,7 +56,7 @@ async function instance (
   return { app, client }
 }
 
-async function until (condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+async function until (condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('condition not reached in time')

@@ -55,7 +55,7 @@ function parsed (lines: string[]): Array<Record<string, any>> {
 }
 
 async function logged (lines: string[], msg: string): Promise<Record<string, any>> {
-  await until(() => parsed(lines).some((line) => line.msg === msg), 10_000, `log line "${msg}"`)
+  await until(() => parsed(lines).some((line) => line.msg === msg), 30_000, `log line "${msg}"`)
   return parsed(lines).find((line) => line.msg === msg)!
 }
 

@@ -61,7 +61,7 @@ for (const outage of ['killed', 'stalled'] as const) {
     const server = await ownServer(t)
     const observer = await connect(t, server)
     const worker = createRunWorker({ connection: server.url, name: queueName(), logger: Fastify().log })
-    await until(() => worker.bullmq.isRunning(), 5000, 'the worker running')
+    await until(() => worker.bullmq.isRunning(), 30_000, 'the worker running')
     if (outage === 'killed') await kill(server, observer)
     else server.pause()
     const took = await timed(() => worker.close())

@@ -149,7 +149,7 @@ t.test('junk on the channel or under a run\'s key is ignored, and a run that can
     await admin.publish(`${prefix}{relay}:delivered`, message)
   }
   const waiting = b.app.langgraphWebhooks.waitForRun(junk.run_id, { timeoutMs: 60_000 })
-  await until(() => b.lines.some((line) => line.msg.includes('could not read a run delivered to another instance') && line.run_id === junk.run_id), 5000, 'the unreadable run logged')
+  await until(() => b.lines.some((line) => line.msg.includes('could not read a run delivered to another instance') && line.run_id === junk.run_id), 30_000, 'the unreadable run logged')
   const a = await dedupeInstance(t, prefix)
   t.equal((await deliverRun(a.app, junk, { token })).statusCode, 204)
   t.equal((await waiting).run_id, junk.run_id, 'a real delivery still resolves it')
