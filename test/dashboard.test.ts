@@ -46,7 +46,7 @@ async function failedRun (t: Test, setup: Awaited<ReturnType<typeof withDashboar
   const run = withToken(buildRunWebhook({ status: 'error', error: 'the model refused' }))
   const before = (await setup.app.langgraphWebhooks.queue.counts()).failed
   t.equal((await deliverRun(setup.app, run, { token })).statusCode, 202)
-  await until(async () => (await setup.app.langgraphWebhooks.queue.counts()).failed === before + 1, 10_000, 'the run in the failed set')
+  await until(async () => (await setup.app.langgraphWebhooks.queue.counts()).failed === before + 1, 30_000, 'the run in the failed set')
   return run
 }
 
@@ -104,7 +104,7 @@ t.test('bull-board lists a failed run with the listener\'s message and no token;
   failing.now = false
   const retried = await api('PUT', `/api/queues/${name}/${jobId}/retry`)
   t.equal(retried.statusCode, 204)
-  await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 1, 10_000, 'the retried run completed')
+  await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 1, 30_000, 'the retried run completed')
   t.same(handled, [{ runId: run.run_id, attempt: 3 }], 'handled once, on a third attempt: bull-board\'s Retry does not reset attempts')
   t.match(await app.langgraphWebhooks.queue.counts(), { failed: 0, completed: 1, waiting: 0, active: 0 })
 })
@@ -185,5 +185,5 @@ t.test('under-pressure\'s status route reports the queue\'s counts, and 503 whil
   t.equal(down.statusCode, 503)
   t.equal(down.headers['retry-after'], '10')
   await own.start()
-  await until(async () => (await app.inject('/health')).statusCode === 200, 10_000, 'healthy again')
+  await until(async () => (await app.inject('/health')).statusCode === 200, 30_000, 'healthy again')
 })

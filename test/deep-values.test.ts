@@ -91,7 +91,7 @@ t.test('with the queue: 202, and the worker\'s listener gets the whole depth, to
   const { runId, body } = deepBody(queueToken)
   t.equal((await post(app, body, queueToken)).statusCode, 202)
   t.equal((await post(app, body, queueToken)).statusCode, 202, 'a retry is a duplicate')
-  await until(() => seen.length > 0, 10_000, 'the worker ran the listener')
+  await until(() => seen.length > 0, 30_000, 'the worker ran the listener')
   t.equal(seen.length, 1)
   t.equal(seen[0].run_id, runId)
   t.equal(depthOf(seen[0].values), DEPTH)

@@ -211,7 +211,7 @@ t.test('queue worker: the job ends in the failed set with a describable error', 
       t.equal((await deliverRun(app, run, { token: queueToken })).statusCode, 202)
       const queue = new Queue(name, { connection: client })
       t.teardown(() => queue.close())
-      await until(async () => (await queue.getFailedCount()) === 1, 10_000, 'a failed job')
+      await until(async () => (await queue.getFailedCount()) === 1, 30_000, 'a failed job')
       const [job] = await queue.getFailed()
       t.equal(job!.failedReason, `1 listener failed for run ${run.run_id} (error): ${hostile.message}`)
       const line = lines.find((l) => l.msg === 'run webhook listeners failed for the last time: the run is in the failed set (queue.failed(), queue.retry())')
@@ -220,7 +220,7 @@ t.test('queue worker: the job ends in the failed set with a describable error', 
 
       const next = buildRunWebhook()
       t.equal((await deliverRun(app, next, { token: queueToken })).statusCode, 202, 'the app answers the next delivery')
-      await until(async () => (await queue.getCompletedCount()) === 1, 10_000, 'the next job completed')
+      await until(async () => (await queue.getCompletedCount()) === 1, 30_000, 'the next job completed')
       t.same(escaped, [], 'nothing escaped to the process')
     })
   }

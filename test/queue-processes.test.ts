@@ -50,7 +50,7 @@ t.test('runs accepted while no worker process runs are handled once one starts; 
 
   // A listener's end comes before BullMQ marks its job completed: a worker
   // killed in between would have that run taken over too (at least once).
-  await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 5, 8000, 'the five jobs marked completed')
+  await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 5, 30_000, 'the five jobs marked completed')
 
   // Killed mid-listener: no chance to release its claim.
   first.child.kill('SIGKILL')

@@ -98,8 +98,8 @@ t.test('300 runs sent once each, 20 % of listener attempts failing, duplicates m
   }
   t.same([...codes], [[202, 360]], 'every delivery answered 202')
 
-  await until(() => handled.size === 300, 10_000, 'every run handled')
-  await until(async () => (await a.app.langgraphWebhooks.queue.counts()).completed === 300, 2000, 'every job completed')
+  await until(() => handled.size === 300, 30_000, 'every run handled')
+  await until(async () => (await a.app.langgraphWebhooks.queue.counts()).completed === 300, 30_000, 'every job completed')
   t.ok([...handled.values()].every((count) => count === 1), 'each run handled exactly once')
   t.ok(failures > 20, `listener attempts failed (${failures} of ${attempts}) and were retried`)
   t.same(await b.app.langgraphWebhooks.queue.counts(), { waiting: 0, active: 0, delayed: 0, failed: 0, completed: 300 })
@@ -210,7 +210,7 @@ t.test('graceful close with jobs in flight: listeners finish, then the connectio
   t.notOk(lines.some((l) => l.level >= 50), 'nothing logged as an error')
   const completed = await observer.zcard(`bull:${name}:completed`)
   t.equal(completed, 4, 'their jobs completed before the worker closed')
-  await until(async () => (await observer.client('LIST') as string).trim().split('\n').length === clientsBefore, 2000, 'the plugin\'s clients closed')
+  await until(async () => (await observer.client('LIST') as string).trim().split('\n').length === clientsBefore, 30_000, 'the plugin\'s clients closed')
 })
 
 t.test('close() waits for a stuck listener only up to lockMs; another worker then takes its run over', async (t) => {
@@ -239,7 +239,7 @@ t.test('close() waits for a stuck listener only up to lockMs; another worker the
     if (taken.run_id === run.run_id) attempts.push(attempt)
   })
   t.teardown(() => worker.close())
-  await until(() => attempts.length === 1, 4000, 'the run taken over')
+  await until(() => attempts.length === 1, 30_000, 'the run taken over')
   t.same(attempts, [2], 'the takeover is the second attempt')
 })
 
@@ -264,7 +264,7 @@ t.test('Redis stopped: 503 with Retry-After within addTimeoutMs while the client
     return lines.some((l) => l.msg === 'the queue cannot store a run webhook: Redis is unreachable')
   }, 3000, 'a refusal without waiting')
   await own.start()
-  await until(async () => (await deliverRun(app, buildRunWebhook(), { token })).statusCode === 202, 5000, 'accepted again')
+  await until(async () => (await deliverRun(app, buildRunWebhook(), { token })).statusCode === 202, 30_000, 'accepted again')
 })
 
 t.test('Redis stalled (SIGSTOP): 503 with Retry-After within addTimeoutMs, never a hang; the stalled add lands later and its retry is a duplicate', async (t) => {
@@ -290,7 +290,7 @@ t.test('Redis stalled (SIGSTOP): 503 with Retry-After within addTimeoutMs, never
   t.ok(took >= 290 && took < 800, `answered after addTimeoutMs (${took} ms)`)
   own.resume()
 
-  await until(() => handled.length === 2, 5000, 'the stalled add handled once Redis went on')
+  await until(() => handled.length === 2, 30_000, 'the stalled add handled once Redis went on')
   t.equal(handled[1], run.run_id)
   t.equal((await deliverRun(app, run, { token })).statusCode, 202, "the sender's retry")
   await sleep(100)

@@ -58,7 +58,7 @@ t.test('queued, then processed in a span linked to the delivery: a failed attemp
 
   const run = buildRunWebhook({ kwargs: { webhook: `https://app.example/webhooks/langgraph?token=${token}` } })
   t.equal((await deliverRun(app, run, { token })).statusCode, 202)
-  await until(() => named('langgraph.webhook.process').length === 2, 10_000, 'two attempts')
+  await until(() => named('langgraph.webhook.process').length === 2, 30_000, 'two attempts')
   t.equal(attempts, 2)
 
   const [delivery] = named('langgraph.webhook.receive')
@@ -78,7 +78,7 @@ t.test('queued, then processed in a span linked to the delivery: a failed attemp
   t.same(processed[0].events.map((event) => event.attributes?.['exception.message']), ['database down for https://app.example/webhooks/langgraph?token=[REDACTED]'])
   t.equal(processed[1].attributes['langgraph.webhook.outcome'], 'delivered')
 
-  await until(async () => (await gauge())[`${name}/completed`] === 1, 5000, 'the completed job in the gauge')
+  await until(async () => (await gauge())[`${name}/completed`] === 1, 30_000, 'the completed job in the gauge')
   const counts = await gauge()
   t.same(Object.keys(counts).filter((key) => key.startsWith(`${name}/`)).sort(), ['active', 'completed', 'delayed', 'failed', 'waiting'].map((state) => `${name}/${state}`))
 
