@@ -9,12 +9,13 @@
  * - `<prefix>{dedupe}:<run_id>:<status>`: a delivery's lease or its `done` mark.
  * - `<prefix>{runs}:run:<run_id>`, `{runs}:due`, `{runs}:claim:<run_id>`: tracked runs.
  * - `<prefix>{relay}:run:<run_id>` and the channel `<prefix>{relay}:delivered`: waiters' relay.
- * - `bull:<queue name>:…`: BullMQ's own keys for the queue's jobs.
+ * - `bull:<queue name>:…`: BullMQ's own keys for the queue's jobs; on a Redis
+ *   Cluster `{<queue name>}:<queue name>:…`, one slot for them all.
  *
  * Values from a body (`<run_id>`, `<status>`) are encoded with `encodeKeyPart`.
  */
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { MissingPeerError } from './errors.js'
 
 export type Bullmq = typeof import('bullmq')
@@ -132,6 +133,26 @@ export function loadIoredis (): Promise<Ioredis> {
 
 function noop (): void {}
 
+/** Whether the client is an ioredis `Cluster`. */
+export function isCluster (client: object): boolean {
+  return (client as { isCluster?: unknown }).isCluster === true
+}
+
+/**
+ * BullMQ's key prefix for a queue: its default, except on a Redis Cluster,
+ * where every key of a queue must share one slot (a hash tag), unless the
+ * queue's name carries a hash tag of its own.
+ */
+export function queuePrefix (client: object, name: string): string | undefined {
+  return isCluster(client) && !/\{[^}]+\}/.test(name) ? `{${name}}` : undefined
+}
+
+/** A new client to the same Redis: a `Cluster` takes the options of its node connections apart, as `redisOptions`. */
+export function duplicateClient (client: Redis, { lazyConnect, ...options }: RedisOptions): Redis {
+  if (!isCluster(client)) return client.duplicate({ lazyConnect, ...options })
+  return (client as unknown as Cluster).duplicate([], { lazyConnect, redisOptions: options }) as unknown as Redis
+}
+
 /**
  * The Redis clients of one user of Redis: the user's client (which stays
  * theirs), or clients made from the given options (closed with `close`).
@@ -169,7 +190,7 @@ export class RedisClients {
    * not block the client that stores jobs.
    */
   workerTemplate (): Redis {
-    const template = this.#own(this.client.duplicate({ maxRetriesPerRequest: null, lazyConnect: true }))
+    const template = this.#own(duplicateClient(this.client, { maxRetriesPerRequest: null, lazyConnect: true }))
     const duplicate = template.duplicate.bind(template)
     template.duplicate = (...args: Parameters<Redis['duplicate']>) => {
       const client = duplicate(...args)

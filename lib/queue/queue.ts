@@ -9,7 +9,7 @@ import type { ValuesValidator } from '../values-schema.js'
 import { AddTimeoutError, QueueUnavailableError } from '../errors.js'
 import { jobIdOf, runOf, serializedJobData, type RunJobData } from './job.js'
 import type { ResolvedQueue } from '../options.js'
-import { DISCONNECTED, loadBullmq, RedisClients, withTimeout } from '../redis.js'
+import { DISCONNECTED, loadBullmq, queuePrefix, RedisClients, withTimeout } from '../redis.js'
 import { processRunJobs, startRunWorker, type RunWorkerHandle } from './worker.js'
 
 /** A run that exhausted its attempts, as `queue.failed()` lists it. */
@@ -72,6 +72,7 @@ export async function startQueue (
   const connection = await RedisClients.connect(options.connection)
   const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, {
     connection: connection.client,
+    prefix: queuePrefix(connection.client, options.name),
     defaultJobOptions: {
       attempts: options.attempts,
       backoff: { type: 'exponential', delay: options.backoffMs },

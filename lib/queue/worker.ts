@@ -5,7 +5,7 @@ import type { RunContext, RunListeners } from '../listeners.js'
 import type { RunWebhook } from '../schemas.js'
 import { checkValues, type ValuesValidator } from '../values-schema.js'
 import { describeFailure, runOf, type RunJobData } from './job.js'
-import type { Bullmq } from '../redis.js'
+import { queuePrefix, type Bullmq } from '../redis.js'
 
 /** Handles one job; telemetry wraps it (`job.data.trace` carries the delivery's context). */
 export type RunJobProcessor = (job: Job<RunJobData>) => Promise<void>
@@ -121,6 +121,7 @@ export function startRunWorker ({ bullmq, connection, connected, name, concurren
   }
   const worker = new bullmq.Worker<RunJobData>(name, tracked, {
     connection,
+    prefix: queuePrefix(connection, name),
     concurrency,
     lockDuration: lockMs,
     // A dead worker's runs are looked for as often as a claim lasts: taken
