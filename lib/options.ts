@@ -305,7 +305,14 @@ const QUEUE = {
   /** How long handled runs are kept, so that the sender's retries are recognised as duplicates. Default 1 hour. */
   keepCompletedMs: positiveInteger(HOUR, MS),
   /** How long runs that exhausted their attempts stay in the failed set. Default 7 days. */
-  keepFailedMs: positiveInteger(7 * 24 * HOUR, MS)
+  keepFailedMs: positiveInteger(7 * 24 * HOUR, MS),
+  /**
+   * How many replicas must hold a run before the route replies 202 (Redis
+   * `WAIT`), within half of `addTimeoutMs`, else 503: Redis replicates
+   * asynchronously, so a master lost right after a 202 can lose the run with
+   * it. Default 0 (no wait).
+   */
+  waitForReplicas: option<number>((value) => Number.isSafeInteger(value) && (value as number) >= 0, 'a non-negative integer', 0)
 }
 export interface QueueOptions extends OptionsOf<typeof QUEUE> {}
 export type ResolvedQueue = Omit<Resolved<typeof QUEUE>, 'connection'> & { connection: RedisSpec }

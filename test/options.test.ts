@@ -131,7 +131,7 @@ test('every nested option object is checked the same way', async (t) => {
   const nested: Array<[string, string]> = [
     ['openapi', 'summary, description, tags, hide'],
     ['langgraph', 'client, webhookUrl, reconcileAfterMs, reconcileEveryMs'],
-    ['queue', 'connection, name, attempts, backoffMs, concurrency, worker, lockMs, addTimeoutMs, keepCompletedMs, keepFailedMs']
+    ['queue', 'connection, name, attempts, backoffMs, concurrency, worker, lockMs, addTimeoutMs, keepCompletedMs, keepFailedMs, waitForReplicas']
   ]
   for (const [name, keys] of nested) {
     const refused = (value: unknown) => () => resolveOptions({ token: TOKEN, [name]: value })

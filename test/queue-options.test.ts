@@ -38,6 +38,8 @@ t.test('the queue option is validated strictly, with messages that say what to d
   await refused(t, { queue: { connection: [lazy] } }, /queue.connection must be an ioredis client/)
   await refused(t, { queue: { connection: new Map() } }, /got an object that is neither/)
   await refused(t, { queue: { connection: { ...lazy, keyPrefix: 'app:' } } }, /keyPrefix is not supported by BullMQ/)
+  await refused(t, { queue: { connection: lazy, waitForReplicas: -1 } }, 'queue.waitForReplicas must be a non-negative integer, got -1')
+  await refused(t, { queue: { connection: lazy, waitForReplicas: '1' } }, 'queue.waitForReplicas must be a non-negative integer, got the string "1"')
 })
 
 t.test('options that do not combine with a queue are refused', async (t) => {
@@ -47,7 +49,7 @@ t.test('options that do not combine with a queue are refused', async (t) => {
   await refused(t, { allowedFields: ['run_id', 'values'], queue: { connection: lazy } }, /queue reads run_id and status from every webhook body, but allowedFields does not list status/)
   t.ok(resolveQueueOptions({ connection: lazy }, { dedupe: false, redactToken: true }), 'dedupe: false and redactToken: true are fine')
   t.match(resolveQueueOptions({ connection: 'rediss://cache:6380' }), {
-    connection: { options: 'rediss://cache:6380' }, name: 'langgraph-webhooks', attempts: 10, backoffMs: 1000, concurrency: 8, worker: true, lockMs: 30_000, addTimeoutMs: 2000, keepCompletedMs: 3_600_000, keepFailedMs: 604_800_000
+    connection: { options: 'rediss://cache:6380' }, name: 'langgraph-webhooks', attempts: 10, backoffMs: 1000, concurrency: 8, worker: true, lockMs: 30_000, addTimeoutMs: 2000, keepCompletedMs: 3_600_000, keepFailedMs: 604_800_000, waitForReplicas: 0
   }, 'the defaults')
   const given = { connection: { ...lazy } }
   resolveQueueOptions(given)

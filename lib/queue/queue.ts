@@ -123,7 +123,7 @@ export async function startQueue (
   const unobserve = telemetry.observeQueue(options.name, () => admin.counts())
 
   return {
-    store: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier),
+    store: createQueueStep(queue, connection.client, options.addTimeoutMs, telemetry.carrier, options.waitForReplicas),
     admin,
     redis: {
       client: connection.client,
@@ -160,7 +160,8 @@ export function createQueueStep (
   queue: Queue<RunJobData>,
   client: Redis,
   timeoutMs: number,
-  carrier: () => Record<string, string> | undefined
+  carrier: () => Record<string, string> | undefined,
+  replicas = 0
 ): StoreRun {
   return async function enqueue (run: RunWebhook<unknown>, reconciled: boolean, log: FastifyBaseLogger) {
     if (DISCONNECTED.has(client.status)) {
@@ -179,7 +180,7 @@ export function createQueueStep (
     const added = queue.add(run.status, data, { jobId }).catch((error: unknown) => {
       if (!(error instanceof RangeError)) throw error
       return queue.add(run.status, serializedJobData(data), { jobId })
-    })
+    }).then(() => replicated(client, queue.toKey(jobId), replicas, Math.ceil(timeoutMs / 2)))
     let found: number
     try {
       [found] = await withTimeout(Promise.all([existed, added]), timeoutMs, () => new AddTimeoutError(`Redis did not store the job within ${timeoutMs} ms (is it reachable?)`))
@@ -193,4 +194,16 @@ export function createQueueStep (
     }
     return 'queued'
   }
+}
+
+/**
+ * Waits until `replicas` replicas hold what the client's connection wrote
+ * (`WAIT`): the job then outlives its master. Pipelined beside a key of the
+ * queue, so that on a Redis Cluster it reaches the master that stored the job.
+ */
+async function replicated (client: Redis, key: string, replicas: number, timeoutMs: number): Promise<void> {
+  if (replicas === 0) return
+  const [, [error, acknowledged]] = (await client.pipeline().exists(key).wait(replicas, timeoutMs).exec())!
+  // A WAIT that failed acknowledges nothing either.
+  if (!((acknowledged as number) >= replicas)) throw new Error(`fewer than ${replicas} replicas acknowledged the run within ${timeoutMs} ms`, { cause: error })
 }

@@ -17,8 +17,14 @@ import { freePort } from './redis-server.js'
 export interface ClusterNode {
   readonly port: number
   readonly process: ChildProcess
-  /** Killed by the test. */
+  /** Killed by the test (and not restarted). */
   readonly dead: boolean
+}
+
+interface Node extends ClusterNode {
+  process: ChildProcess
+  dead: boolean
+  readonly args: readonly string[]
 }
 
 export interface RedisCluster {
@@ -29,8 +35,17 @@ export interface RedisCluster {
   connect(test: Test, options?: ClusterOptions): Promise<Cluster>
   /** The node that masters the slot of `key` now (as the live nodes agree). */
   masterOf(key: string): Promise<ClusterNode>
+  /** Runs a command on one node, and returns its answer as a string. */
+  ask(node: ClusterNode, ...command: string[]): Promise<string>
+  /** The live replicas of a master. */
+  replicasOf(master: ClusterNode): Promise<ClusterNode[]>
   /** Kills a node with SIGKILL, as a crash would, and waits for it to exit. */
   kill(node: ClusterNode): Promise<void>
+  /** Starts a killed node again on its port: it rejoins the cluster, as a replica if another took over its slots. */
+  restart(node: ClusterNode): Promise<void>
+  /** Stalls a node (SIGSTOP): its connections stay open, it answers nothing. */
+  pause(node: ClusterNode): void
+  resume(node: ClusterNode): void
   /** Waits until every live node says `cluster_state:ok` and no live node sees the slot of `key` mastered by a dead node. */
   settled(key?: string, timeoutMs?: number): Promise<void>
   stop(): Promise<void>
@@ -69,7 +84,7 @@ async function until (condition: () => Promise<boolean>, timeoutMs: number, what
 /** Starts the cluster; with `test`, it is stopped at the end of that test. */
 export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 1500 }: RedisClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'))
-  const nodes: Array<ClusterNode & { dead: boolean }> = []
+  const nodes: Node[] = []
   const killAll = (): void => {
     for (const node of nodes) node.process.kill('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
@@ -93,13 +108,13 @@ export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 1500 }: 
     for (let i = 0; i < NODES; i++) {
       // The cluster bus gets a port of its own: port + 10000 may be taken, or beyond 65535.
       const [port, busPort] = [await freePort(), await freePort()]
-      const child = spawn('redis-server', [
+      const args = [
         '--port', String(port), '--cluster-port', String(busPort), '--bind', HOST,
         '--cluster-enabled', 'yes', '--cluster-node-timeout', String(nodeTimeoutMs),
         '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
         '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--logfile', join(dir, `log-${port}`)
-      ], { stdio: 'ignore' })
-      nodes.push({ port, process: child, dead: false })
+      ]
+      nodes.push({ port, args, process: spawn('redis-server', args, { stdio: 'ignore' }), dead: false })
     }
     await Promise.all(nodes.map((node) => until(async () => await ask(node.port, 'PING') === 'PONG', 10_000, `redis-server on ${node.port} answering`)))
     const created = spawnSync('redis-cli', [
@@ -139,12 +154,14 @@ export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 1500 }: 
     }, timeoutMs, 'cluster_state:ok on every live node')
   }
 
-  await settled()
   // A replica takes over only once it has synced with its master.
-  await Promise.all(nodes.map((node) => until(async () => {
+  const synced = (node: ClusterNode, replica = false): Promise<void> => until(async () => {
     const replication = await ask(node.port, 'INFO', 'replication')
-    return replication.includes('role:master') || replication.includes('master_link_status:up')
-  }, 30_000, `the replica on ${node.port} in sync`)))
+    return (!replica && replication.includes('role:master')) || replication.includes('master_link_status:up')
+  }, 30_000, `the replica on ${node.port} in sync`)
+
+  await settled()
+  await Promise.all(nodes.map((node) => synced(node)))
 
   return {
     nodes,
@@ -157,13 +174,31 @@ export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 1500 }: 
       return client
     },
     masterOf,
+    ask: (node, ...command) => ask(node.port, ...command),
     async kill (node) {
-      const target = nodes.find((candidate) => candidate === node)!
+      const target = node as Node
       target.dead = true
       const exited = new Promise((resolve) => target.process.once('exit', resolve))
       target.process.kill('SIGKILL')
       await exited
     },
+    async replicasOf (master) {
+      const replicas: ClusterNode[] = []
+      for (const node of live()) {
+        if ((await ask(node.port, 'INFO', 'replication')).includes(`master_port:${master.port}\r\n`)) replicas.push(node)
+      }
+      return replicas
+    },
+    async restart (node) {
+      const target = node as Node
+      target.process = spawn('redis-server', target.args, { stdio: 'ignore' })
+      await until(async () => await ask(target.port, 'PING') === 'PONG', 10_000, `redis-server on ${target.port} answering`)
+      target.dead = false
+      await settled()
+      await synced(target, true)
+    },
+    pause: (node) => { node.process.kill('SIGSTOP') },
+    resume: (node) => { node.process.kill('SIGCONT') },
     settled,
     stop
   }
