@@ -12,7 +12,8 @@ import { logSink } from './helpers/log.js'
 import { queueName, token, until } from './helpers/queue.js'
 import { startRedisCluster, type ClusterNode } from './helpers/redis-cluster.js'
 
-const cluster = await startRedisCluster(t)
+// A replica takes over 1.5 s after its master stopped answering, and an election.
+const cluster = await startRedisCluster(t, { nodeTimeoutMs: 1500 })
 const WEB = 2
 // Senders delivering at once, each retrying a run that got 503 as the LangGraph server does.
 const SENDERS = 8
@@ -135,6 +136,10 @@ t.test('a master killed while runs arrive: 503 with Retry-After during the failo
   })
   const last = deliveries.slice(-SENDERS * 2)
   t.same(new Set(last.map((delivery) => delivery.code)), new Set([202]), 'deliveries succeed again after the failover')
+  const run = buildRunWebhook()
+  const waiting = setup.webs[0].langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 20_000 })
+  t.equal((await deliverRun(setup.webs[1], run, { token })).statusCode, 202)
+  t.equal((await waiting).run_id, run.run_id, 'waitForRun across instances works again too')
   await drained(setup, acked)
   // Replication is asynchronous: what is lost is measured (in the comment), not asserted.
   figures(t, 'without waitForReplicas', { deliveries, acked, killed, ended, handled: setup.handled })

@@ -2,8 +2,8 @@
  * A real Redis Cluster for the tests: six `redis-server --cluster-enabled
  * yes` on free loopback ports, joined by `redis-cli --cluster create` as
  * three masters with a replica each, stopped at the end (also when a test
- * fails). A short `cluster-node-timeout` lets a replica take over a killed
- * master within seconds.
+ * fails). A short `cluster-node-timeout` (`nodeTimeoutMs`) lets a replica
+ * take over a killed master within seconds.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -52,7 +52,7 @@ export interface RedisCluster {
 }
 
 export interface RedisClusterOptions {
-  /** How long a master may not answer before its replica takes over, in ms. Default 1500. */
+  /** How long a master may not answer before its replica takes over, in ms. Default 5000: no failover because the machine is busy. */
   nodeTimeoutMs?: number
 }
 
@@ -82,7 +82,7 @@ async function until (condition: () => Promise<boolean>, timeoutMs: number, what
 }
 
 /** Starts the cluster; with `test`, it is stopped at the end of that test. */
-export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 1500 }: RedisClusterOptions = {}): Promise<RedisCluster> {
+export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 5000 }: RedisClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'))
   const nodes: Node[] = []
   const killAll = (): void => {
