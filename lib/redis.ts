@@ -148,9 +148,10 @@ export function queuePrefix (client: object, name: string): string | undefined {
 }
 
 /** A new client to the same Redis: a `Cluster` takes the options of its node connections apart, as `redisOptions`. */
-export function duplicateClient (client: Redis, { lazyConnect, ...options }: RedisOptions): Redis {
-  if (!isCluster(client)) return client.duplicate({ lazyConnect, ...options })
-  return (client as unknown as Cluster).duplicate([], { lazyConnect, redisOptions: options }) as unknown as Redis
+export function duplicateClient (client: Redis, options: RedisOptions): Redis {
+  if (!isCluster(client)) return client.duplicate(options)
+  const { lazyConnect = false, ...redisOptions } = options
+  return (client as unknown as Cluster).duplicate([], { lazyConnect, redisOptions }) as unknown as Redis
 }
 
 /**

@@ -5,7 +5,7 @@ import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type Tracke
 import { REMEMBER_MS, type RunWaiters, type WaitRelay } from './waiters.js'
 import { jobIdOf } from '../queue/job.js'
 import { RedisUnavailableError } from '../errors.js'
-import { bounded, DISCONNECTED, encodeKeyPart, newOwner, withTimeout, type RedisConnection } from '../redis.js'
+import { bounded, DISCONNECTED, duplicateClient, encodeKeyPart, newOwner, withTimeout, type RedisConnection } from '../redis.js'
 
 // Every script but DUE takes KEYS claim, run and due of one run, and ARGV[1] its encoded id (the due set's member).
 // A claim is `w:<n>` (n webhooks in flight), `r:<owner>` (a reconciliation in flight), or `done:w` / `done:r` (handled by either path).
@@ -122,7 +122,7 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
   publisher.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to other instances failed; it reconnects') })
   // Resubscribed here after a reconnect rather than by ioredis, whose own
   // resubscription rejects unhandled when the client is closed under it.
-  const subscriber = client.duplicate({ autoResubscribe: false })
+  const subscriber = duplicateClient(client, { autoResubscribe: false })
   const notSubscribed = (error: unknown): void => log.warn({ err: error }, 'fastify-langgraph-webhooks: could not subscribe to the deliveries of other instances yet; it subscribes again once Redis is back')
   let connections = 0
   // The first subscription is the one made below.
@@ -178,8 +178,8 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
       const value = storedValue(run)
       if (value === undefined) return
       const message = JSON.stringify({ from: self, run_id: run.run_id, job: storedRun === undefined ? undefined : value })
-      // One connection: the key is set before the message goes out; it lasts as long as waitForRun's memory.
-      Promise.all([publisher.set(runKey(run.run_id), value, 'PX', REMEMBER_MS), publisher.publish(channel, message)]).catch((error: unknown) => {
+      // The key, kept as long as waitForRun's memory, is set before the message goes out: on a Cluster the two reach different nodes.
+      publisher.set(runKey(run.run_id), value, 'PX', REMEMBER_MS).then(() => publisher.publish(channel, message)).catch((error: unknown) => {
         log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: could not tell other instances about a delivery')
       })
     },
