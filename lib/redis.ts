@@ -141,10 +141,11 @@ export function isCluster (client: object): boolean {
 /**
  * BullMQ's key prefix for a queue: its default, except on a Redis Cluster,
  * where every key of a queue must share one slot (a hash tag), unless the
- * queue's name carries a hash tag of its own.
+ * queue's name carries a hash tag of its own (as Redis reads one: the first
+ * '{', then something before the next '}').
  */
 export function queuePrefix (client: object, name: string): string | undefined {
-  return isCluster(client) && !/\{[^}]+\}/.test(name) ? `{${name}}` : undefined
+  return isCluster(client) && !/^[^{]*\{[^}]+\}/.test(name) ? `{${name}}` : undefined
 }
 
 /** A new client to the same Redis: a `Cluster` takes the options of its node connections apart, as `redisOptions`. */

@@ -93,15 +93,17 @@ for (const form of ['queue.connection', 'redis'] as const) {
   })
 }
 
-t.test('a queue name that carries a hash tag of its own keeps BullMQ\'s prefix', async (t) => {
-  const name = `{${queueName()}}`
-  const { app, client, lines } = await instance(t, (client) => ({ queue: { connection: client, name } }))
-  const run = buildRunWebhook()
-  app.langgraphWebhooks.onRun(() => {})
-  t.equal((await deliverRun(app, run, { token })).statusCode, 202)
-  await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 1, 20_000, 'the run handled')
-  t.equal(await client.exists(`bull:${name}:${jobIdOf(run.run_id, run.status)}`), 1)
-  t.same(failures(lines), [])
+t.test('a queue name that carries a hash tag of its own keeps BullMQ\'s prefix; braces with nothing between are no hash tag', async (t) => {
+  const cases: Array<[name: string, prefix: string | undefined]> = [[`{${queueName()}}`, 'bull'], [`${queueName()}{}{x}`, undefined]]
+  for (const [name, prefix] of cases) {
+    const { app, client, lines } = await instance(t, (client) => ({ queue: { connection: client, name } }))
+    const run = buildRunWebhook()
+    app.langgraphWebhooks.onRun(() => {})
+    t.equal((await deliverRun(app, run, { token })).statusCode, 202)
+    await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 1, 20_000, 'the run handled')
+    t.equal(await client.exists(`${prefix ?? `{${name}}`}:${name}:${jobIdOf(run.run_id, run.status)}`), 1, name)
+    t.same(failures(lines), [])
+  }
 })
 
 t.test('createRunWorker on a Cluster handles the runs a web instance (worker: false) stored', async (t) => {
