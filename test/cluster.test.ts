@@ -126,7 +126,7 @@ for (const form of ['redis with dedupe: true', 'createRedisDedupeStore'] as cons
   t.test(`the Redis dedupe store on a Cluster (${form}): concurrent duplicates on two instances run the listeners once`, async (t) => {
     const prefix = `test:${randomUUID()}:`
     const options = (client: Cluster): Omit<LanggraphWebhooksOptions, 'token'> => form === 'createRedisDedupeStore'
-      ? { dedupe: { store: createRedisDedupeStore(client as any, { prefix }) } }
+      ? { dedupe: { store: createRedisDedupeStore(client, { prefix }) } }
       : { redis: client, dedupe: true }
     const [a, b] = [await instance(t, options), await instance(t, options)]
     const handled: string[] = []

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { DedupeStore, ReserveResult } from './memory.js'
 import { InvalidArgumentError, RedisDedupeStoreError } from '../errors.js'
 import { bounded, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT_MS, newOwner, type RedisConnection } from '../redis.js'
@@ -67,10 +67,12 @@ function noop (): void {}
  * later (ioredis resends queued commands on reconnect): the store queues an
  * owner-checked release right behind it, on the same connection, to undo it.
  *
- * `client` is an ioredis client (`new Redis(url)`); the store does not own
+ * `client` is an ioredis client (`new Redis(url)`) or `Cluster`; the store does not own
  * it: quit it yourself on shutdown.
  */
-export function createRedisDedupeStore (client: Redis, options: RedisDedupeStoreOptions = {}): RedisDedupeStore {
+export function createRedisDedupeStore (redisClient: Redis | Cluster, options: RedisDedupeStoreOptions = {}): RedisDedupeStore {
+  // A Cluster runs these commands as a client does (each script's one key gives its node).
+  const client = redisClient as Redis
   if (client === null || typeof client !== 'object' || typeof client.defineCommand !== 'function') {
     throw new InvalidArgumentError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
   }
