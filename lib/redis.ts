@@ -134,7 +134,7 @@ export function loadIoredis (): Promise<Ioredis> {
 function noop (): void {}
 
 /** Whether the client is an ioredis `Cluster`. */
-export function isCluster (client: object): boolean {
+function isCluster (client: object): boolean {
   return (client as { isCluster?: unknown }).isCluster === true
 }
 
