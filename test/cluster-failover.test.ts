@@ -58,7 +58,7 @@ async function withWorker (t: Test): Promise<Setup> {
   t.teardown(() => worker.close())
   const runs = Array.from({ length: 20 }, () => buildRunWebhook())
   for (const run of runs) t.equal((await deliverRun(webs[0], run, { token })).statusCode, 202)
-  await until(() => runs.every((run) => handled.has(run.run_id)), 20_000, 'the first runs handled')
+  await until(() => runs.every((run) => handled.has(run.run_id)), 30_000, 'the first runs handled')
   return { name, webs, handled }
 }
 
@@ -137,7 +137,7 @@ t.test('a master killed while runs arrive: 503 with Retry-After during the failo
   const last = deliveries.slice(-SENDERS * 2)
   t.same(new Set(last.map((delivery) => delivery.code)), new Set([202]), 'deliveries succeed again after the failover')
   const run = buildRunWebhook()
-  const waiting = setup.webs[0].langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 20_000 })
+  const waiting = setup.webs[0].langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 30_000 })
   t.equal((await deliverRun(setup.webs[1], run, { token })).statusCode, 202)
   t.equal((await waiting).run_id, run.run_id, 'waitForRun across instances works again too')
   await drained(setup, acked)

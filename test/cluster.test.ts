@@ -80,12 +80,12 @@ for (const form of ['queue.connection', 'redis'] as const) {
     const failing = buildRunWebhook({ values: { fail: true } })
     for (const run of [...runs, failing]) t.equal((await deliverRun(app, run, { token })).statusCode, 202)
     t.equal((await deliverRun(app, runs[0], { token })).statusCode, 202, 'a duplicate is acknowledged')
-    await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 20, 20_000, 'every run handled')
-    await until(async () => (await app.langgraphWebhooks.queue.failed()).length === 1, 20_000, 'the failing run in the failed set')
+    await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 20, 30_000, 'every run handled')
+    await until(async () => (await app.langgraphWebhooks.queue.failed()).length === 1, 30_000, 'the failing run in the failed set')
     t.same(handled.sort(), [...runs, failing].map((run) => run.run_id).sort(), 'each run handled once, the duplicate not again')
 
     t.equal(await app.langgraphWebhooks.queue.retry(failing.run_id, failing.status), true, 'a dead letter is queued again')
-    await until(() => handled.filter((id) => id === failing.run_id).length === 2, 20_000, 'the retried run handled')
+    await until(() => handled.filter((id) => id === failing.run_id).length === 2, 30_000, 'the retried run handled')
     // Every key of the queue in one slot: the queue's name as a hash tag.
     t.equal(await client.exists(`{${name}}:${name}:${jobIdOf(runs[0].run_id, runs[0].status)}`), 1, 'the job under the hash-tagged prefix')
     t.same(failures(lines, 'run webhook listeners failed for the last time: the run is in the failed set (queue.failed(), queue.retry())'), [],
@@ -100,7 +100,7 @@ t.test('a queue name that carries a hash tag of its own keeps BullMQ\'s prefix; 
     const run = buildRunWebhook()
     app.langgraphWebhooks.onRun(() => {})
     t.equal((await deliverRun(app, run, { token })).statusCode, 202)
-    await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 1, 20_000, 'the run handled')
+    await until(async () => (await app.langgraphWebhooks.queue.counts()).completed === 1, 30_000, 'the run handled')
     t.equal(await client.exists(`${prefix ?? `{${name}}`}:${name}:${jobIdOf(run.run_id, run.status)}`), 1, name)
     t.same(failures(lines), [])
   }
@@ -117,7 +117,7 @@ t.test('createRunWorker on a Cluster handles the runs a web instance (worker: fa
   t.teardown(() => worker.close())
   const runs = Array.from({ length: 10 }, () => buildRunWebhook())
   for (const run of runs) t.equal((await deliverRun(web.app, run, { token })).statusCode, 202)
-  await until(() => handled.length === 10, 20_000, 'the worker handled every run')
+  await until(() => handled.length === 10, 30_000, 'the worker handled every run')
   t.same(handled.sort(), runs.map((run) => `${run.run_id} 1`).sort())
   t.same(failures([...lines, ...web.lines]), [])
 })
@@ -159,8 +159,8 @@ for (const form of ['redis', 'queue'] as const) {
     const silent = await a.app.langgraphWebhooks.runs.create(randomUUID(), 'agent')
     const delivered = await b.app.langgraphWebhooks.runs.create(randomUUID(), 'agent')
     t.equal((await deliverRun(a.app, buildRunWebhook({ run_id: delivered.run_id, thread_id: delivered.thread_id }), { token })).statusCode, form === 'queue' ? 202 : 204)
-    await until(() => handled.some((entry) => entry.runId === silent.run_id), 20_000, 'the silent run reconciled')
-    await until(() => handled.some((entry) => entry.runId === delivered.run_id), 20_000, 'the delivered run handled')
+    await until(() => handled.some((entry) => entry.runId === silent.run_id), 30_000, 'the silent run reconciled')
+    await until(() => handled.some((entry) => entry.runId === delivered.run_id), 30_000, 'the delivered run handled')
     const prefix = form === 'queue' ? `langgraph-webhooks:${name}:` : 'langgraph-webhooks:'
     t.equal(await a.client.exists(`${prefix}{runs}:run:${silent.run_id}`), 0, 'the reconciled run is no longer tracked')
     t.equal(await a.client.get(`${prefix}{runs}:claim:${silent.run_id}`), 'done:r', 'and refuses its late webhook')
@@ -175,7 +175,7 @@ for (const form of ['redis', 'queue'] as const) {
       form === 'queue' ? { queue: { connection: client, name } } : { redis: client, dedupe: true }
     const [a, b] = [await instance(t, options), await instance(t, options)]
     const run = buildRunWebhook()
-    const waiting = a.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 20_000 })
+    const waiting = a.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 30_000 })
     // The subscription is set up at registration: a delivery now reaches the waiter.
     t.equal((await deliverRun(b.app, run, { token })).statusCode, form === 'queue' ? 202 : 204)
     const got = await waiting as RunWebhook<{ messages: string[] }>
@@ -184,7 +184,7 @@ for (const form of ['redis', 'queue'] as const) {
     // A late caller on the first instance finds it too.
     const late = buildRunWebhook()
     t.equal((await deliverRun(b.app, late, { token })).statusCode, form === 'queue' ? 202 : 204)
-    t.equal((await a.app.langgraphWebhooks.waitForRun(late.run_id, { timeoutMs: 20_000 })).run_id, late.run_id)
+    t.equal((await a.app.langgraphWebhooks.waitForRun(late.run_id, { timeoutMs: 30_000 })).run_id, late.run_id)
     t.same(failures([...a.lines, ...b.lines]), [])
   })
 }
