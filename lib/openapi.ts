@@ -21,9 +21,17 @@ export const openApiSecuritySchemes = {
   }
 } as const
 
-const SCHEME_OF: Record<TokenSource, keyof typeof openApiSecuritySchemes> = {
+const SCHEME_OF: Record<'query' | 'bearer', keyof typeof openApiSecuritySchemes> = {
   query: 'langgraphWebhookToken',
   bearer: 'langgraphWebhookBearer'
+}
+
+type SecuritySchemes = Record<string, { type?: unknown, in?: unknown, name?: unknown }>
+
+/** A header source is documented by the scheme the document defines for it: an `apiKey` in that header. */
+function inHeader (defined: SecuritySchemes, scheme: string, header: string): boolean {
+  const { type, in: where, name } = defined[scheme]
+  return type === 'apiKey' && where === 'header' && typeof name === 'string' && name.toLowerCase() === header
 }
 
 const ErrorReply = {
@@ -70,12 +78,13 @@ interface SwaggerTransformInput {
  * as documented. Only the document gets these schemas; the route itself
  * keeps its body validator and compiles no response serializers.
  */
-export function createSwaggerTransform (openapi: ResolvedOpenApi, sources: ReadonlySet<TokenSource>) {
+export function createSwaggerTransform (openapi: ResolvedOpenApi, sources: readonly TokenSource[]) {
   return function swaggerTransform ({ schema, url, openapiObject, swaggerObject }: SwaggerTransformInput): { schema: Record<string, unknown>, url: string } {
-    const defined = openapiObject?.components?.securitySchemes ?? swaggerObject?.securityDefinitions ?? {}
+    const defined = (openapiObject?.components?.securitySchemes ?? swaggerObject?.securityDefinitions ?? {}) as SecuritySchemes
     // Alternatives: either source authenticates. A scheme the document lacks
     // would make it invalid, so only the defined ones are named.
-    const security = [...sources].map((source) => SCHEME_OF[source]).filter((name) => name in defined).map((name) => ({ [name]: [] }))
+    const security = sources.flatMap((source) => typeof source === 'string' ? [SCHEME_OF[source]] : Object.keys(defined).filter((name) => inHeader(defined, name, source.header)))
+      .filter((name) => name in defined).map((name) => ({ [name]: [] }))
     return {
       url,
       schema: {

@@ -351,16 +351,37 @@ export function resolveWorkerOptions (given: unknown): Resolved<typeof WORKER> {
 
 export const DEFAULT_PATH = '/webhooks/langgraph'
 export const MIN_TOKEN_LENGTH = 32
-const TOKEN_SOURCES: readonly TokenSource[] = ['query', 'bearer']
+const SOURCES = 'a non-empty array of "query" and/or "bearer" and/or { header: "x-webhook-token" }'
+// An HTTP field name (RFC 9110 token); Node hands headers over lowercased.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+// Headers that carry something else, or that request logs write.
+const RESERVED_HEADERS = ['host', 'accept-version', 'content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'connection', 'cookie']
+
+function resolveTokenSources (given: unknown, name: string): TokenSource[] {
+  if (given === undefined) return ['query', 'bearer']
+  if (!Array.isArray(given) || given.length === 0) fail(`${name} must be ${SOURCES}, got ${describeValue(given)}`)
+  const seen = new Set<string>()
+  return given.map((source: unknown) => {
+    const { header } = isPlainObject(source) && Object.keys(source).length === 1 ? source : {}
+    if (source !== 'query' && source !== 'bearer' && typeof header !== 'string') fail(`${name} must be ${SOURCES}, got ${describeValue(source)}`)
+    const key = typeof header === 'string' ? header.toLowerCase() : source as string
+    if (key === 'authorization') fail(`${name}: the Authorization header is the "bearer" source: give "bearer" instead of { header: "authorization" }`)
+    if (typeof header === 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) {
+      fail(`${name}: ${JSON.stringify(header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
+    }
+    if (seen.has(key)) fail(`${name} names ${JSON.stringify(key)} twice`)
+    seen.add(key)
+    return typeof header === 'string' ? { header: key } : key as TokenSource
+  })
+}
 
 const OPTIONS = {
   /** The shared secret; several tokens allow rotation. Required. */
   token: required<string | readonly string[], string[]>(resolveTokens),
   /** Where the route listens. Default `/webhooks/langgraph`. */
   path: option<string>((path) => isPath(path) && (path as string).startsWith('/'), 'a URL path starting with "/" and without query, fragment or spaces', DEFAULT_PATH),
-  /** Where the token may come from. Default both: `['query', 'bearer']`. */
-  tokenSources: option<readonly TokenSource[]>((sources) => Array.isArray(sources) && sources.length > 0 && sources.every((source) => TOKEN_SOURCES.includes(source)),
-    'a non-empty array of "query" and/or "bearer"', TOKEN_SOURCES),
+  /** Where the token may come from: `?token=`, `Authorization: Bearer`, a header (`{ header: 'x-webhook-token' }`). Default `['query', 'bearer']`. */
+  tokenSources: custom<readonly TokenSource[], TokenSource[]>(resolveTokenSources),
   /** The largest body accepted, in bytes. Default 10 MiB. */
   bodyLimit: positiveInteger(10 * 1024 * 1024, ' of bytes (e.g. 10 * 1024 * 1024)'),
   /** `handled` (default): reply 204 once listeners settled. `received`: reply 202 first. */
@@ -439,10 +460,9 @@ function resolveLogSerializers (value: unknown, name: string): RouteContextOptio
   return value as RouteContextOptions['logSerializers']
 }
 
-export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' | 'tokenSources' | 'langgraph' | 'queue' | 'prefix' | 'logLevel' | 'logSerializers'> {
+export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' | 'langgraph' | 'queue' | 'prefix' | 'logLevel' | 'logSerializers'> {
   queue: ResolvedQueue | undefined
   tokens: string[]
-  tokenSources: ReadonlySet<TokenSource>
   langgraph: ResolvedLanggraph | undefined
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
@@ -509,7 +529,7 @@ export function resolveOptions (given: unknown): ResolvedOptions {
     ...options,
     queue: queue === undefined ? undefined : { ...queue, connection: (queue.connection ?? options.redis)! },
     tokens: token,
-    tokenSources: new Set(tokenSources),
+    tokenSources,
     langgraph: withToken(langgraph, token[0]),
     shortToken: token.some((candidate) => candidate.length < MIN_TOKEN_LENGTH),
     context: Object.fromEntries(Object.entries({ prefix, logLevel, logSerializers }).filter(([, value]) => value !== undefined))

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { DEFAULT_PATH } from './options.js'
 import type { RunKwargs, RunWebhook } from './schemas.js'
+import type { TokenSource } from './token.js'
 
 /** Fields to replace; `kwargs` fields are merged with the defaults, and unknown fields are allowed. */
 export type RunWebhookOverrides<Values> = Partial<Omit<RunWebhook<Values>, 'kwargs'>> & {
@@ -71,14 +72,20 @@ export interface DeliverRunOptions {
    * `'bearer'` token source).
    */
   sender?: 'js' | 'python'
+  /**
+   * Where the token goes, as a `tokenSources` entry: `'query'`, `'bearer'`,
+   * or `{ header: 'x-webhook-token' }`. Default: the sender's (`'query'` for
+   * `'js'`, `'bearer'` for `'python'`).
+   */
+  tokenSource?: TokenSource
 }
 
 /** Injects a run webhook exactly as the JS server (or, with `sender: 'python'`, the Python server) sends it. */
-export function deliverRun (app: FastifyInstance, payload: unknown, { token, path, sender = 'js' }: DeliverRunOptions): Promise<LightMyRequestResponse> {
+export function deliverRun (app: FastifyInstance, payload: unknown, { token, path, sender = 'js', tokenSource = sender === 'js' ? 'query' : 'bearer' }: DeliverRunOptions): Promise<LightMyRequestResponse> {
   path ??= (app as { langgraphWebhooks?: { path: string } }).langgraphWebhooks?.path ?? DEFAULT_PATH
   const body = typeof payload === 'string' ? payload : JSON.stringify(payload)
-  if (sender === 'python') {
-    return app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: body })
-  }
-  return app.inject({ method: 'POST', url: path, query: { token }, headers: { 'content-type': 'text/plain;charset=UTF-8' }, payload: body })
+  const headers: Record<string, string> = { 'content-type': sender === 'js' ? 'text/plain;charset=UTF-8' : 'application/json' }
+  if (tokenSource === 'bearer') headers.authorization = `Bearer ${token}`
+  else if (tokenSource !== 'query') headers[tokenSource.header] = token
+  return app.inject({ method: 'POST', url: path, query: tokenSource === 'query' ? { token } : {}, headers, payload: body })
 }

@@ -2,7 +2,8 @@ import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { InvalidArgumentError } from './errors.js'
 
-export type TokenSource = 'query' | 'bearer'
+/** Where the token may come from: `?token=`, `Authorization: Bearer`, or a header of its own (the Python server's `webhooks.headers`). */
+export type TokenSource = 'query' | 'bearer' | { readonly header: string }
 
 /** Checks a candidate against the configured tokens in constant time. */
 export type TokenVerifier = (candidate: unknown) => boolean
@@ -80,33 +81,28 @@ export function isUsableToken (token: unknown): token is string {
 
 const BEARER = /^Bearer +(\S+) *$/i
 
+/** The source's credential: undefined when absent, null when present in another form (never verifies). */
+function credential (request: FastifyRequest, source: TokenSource): unknown {
+  if (source === 'query') return (request.query as Record<string, unknown> | undefined)?.token
+  if (source !== 'bearer') return request.headers[source.header]
+  const header = request.headers.authorization
+  return header === undefined ? undefined : BEARER.exec(header)?.[1] ?? null
+}
+
 /**
  * Authenticates a request from the configured sources. Every credential
  * present must verify, and at least one must be present: a wrong header
- * cannot hide behind a right query parameter, and a repeated `?token=`
- * (parsed as an array) never verifies.
+ * cannot hide behind a right query parameter, and a repeated `?token=` or
+ * header (parsed as an array) never verifies.
  */
-export function isAuthorized (
-  request: FastifyRequest,
-  verify: TokenVerifier,
-  sources: ReadonlySet<TokenSource>
-): boolean {
+export function isAuthorized (request: FastifyRequest, verify: TokenVerifier, sources: readonly TokenSource[]): boolean {
   let present = 0
   let valid = 1
-  if (sources.has('query')) {
-    const candidate = (request.query as Record<string, unknown> | undefined)?.token
-    if (candidate !== undefined) {
-      present++
-      valid &= verify(candidate) ? 1 : 0
-    }
-  }
-  if (sources.has('bearer')) {
-    const header = request.headers.authorization
-    if (header !== undefined) {
-      present++
-      const match = BEARER.exec(header)
-      valid &= verify(match === null ? undefined : match[1]) ? 1 : 0
-    }
+  for (const source of sources) {
+    const candidate = credential(request, source)
+    if (candidate === undefined) continue
+    present++
+    valid &= verify(candidate) ? 1 : 0
   }
   return present > 0 && valid === 1
 }

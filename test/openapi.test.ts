@@ -102,6 +102,25 @@ test('the operation names only the schemes the document defines, as tokenSources
   await assertValid(t, none.doc)
 })
 
+test('a header source is documented by the apiKey scheme in that header that the document defines', async (t) => {
+  const securitySchemes = {
+    ...openApiSecuritySchemes,
+    langgraphWebhookHeader: { type: 'apiKey', in: 'header', name: 'X-Webhook-Token', description: 'The webhook token in its own header' },
+    otherHeader: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+    sameNameInQuery: { type: 'apiKey', in: 'query', name: 'x-webhook-token' }
+  }
+  const { doc } = await document({ tokenSources: ['query', { header: 'x-webhook-token' }] }, {
+    openapi: { openapi: '3.0.3', info: { title: 'app', version: '1' }, components: { securitySchemes } }
+  })
+  await assertValid(t, doc)
+  t.same(doc.paths['/webhooks/langgraph'].post.security, [{ langgraphWebhookToken: [] }, { langgraphWebhookHeader: [] }], 'the query or the header')
+  t.notMatch(JSON.stringify(doc), TOKEN)
+
+  const undefinedScheme = await document({ tokenSources: [{ header: 'x-webhook-token' }, 'bearer'] })
+  t.same(undefinedScheme.doc.paths['/webhooks/langgraph'].post.security, [{ langgraphWebhookBearer: [] }], 'no scheme for the header: not named')
+  await assertValid(t, undefinedScheme.doc)
+})
+
 test('OpenAPI 3.1, a prefix, and a path of its own', async (t) => {
   const { doc } = await document({ path: '/hooks/lg' }, {
     openapi: { openapi: '3.1.0', info: { title: 'app', version: '1' }, components: { securitySchemes: { ...openApiSecuritySchemes } } }
