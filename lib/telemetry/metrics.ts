@@ -1,0 +1,88 @@
+import { ValueType, type Counter, type Histogram, type Meter, type ObservableCallback } from '@opentelemetry/api'
+import { RUN_STATUSES } from '../schemas.js'
+
+/** Span, metric and attribute names; docs/observability.md describes each. */
+export const TELEMETRY_NAMES = {
+  receiveSpan: 'langgraph.webhook.receive',
+  deliverSpan: 'langgraph.run.deliver',
+  processSpan: 'langgraph.webhook.process',
+  deliveries: 'langgraph.webhook.deliveries',
+  listenerDuration: 'langgraph.webhook.listener.duration',
+  deliveryLag: 'langgraph.webhook.delivery.lag',
+  runDuration: 'langgraph.run.duration',
+  queueJobs: 'langgraph.webhook.queue.jobs'
+} as const
+
+/** The attribute of a delivery's run status, bounded in metrics. */
+export const STATUS = 'langgraph.run.status'
+
+// Seconds: from a fast listener to a run that took an hour.
+const SHORT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25]
+const LONG_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+
+export interface Instruments {
+  deliveries: Counter
+  listenerDuration: Histogram
+  deliveryLag: Histogram
+  runDuration: Histogram
+}
+
+export function createInstruments (meter: Meter): Instruments {
+  const histogram = (name: string, description: string, buckets: number[]): Histogram =>
+    meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: buckets } })
+  return {
+    deliveries: meter.createCounter(TELEMETRY_NAMES.deliveries, { description: 'Requests to the webhook route, by outcome and run status', unit: '{delivery}', valueType: ValueType.INT }),
+    listenerDuration: histogram(TELEMETRY_NAMES.listenerDuration, "How long a delivery's matching listeners took to settle (they run concurrently)", SHORT_BUCKETS),
+    deliveryLag: histogram(TELEMETRY_NAMES.deliveryLag, 'From webhook_sent_at to the delivery reaching the plugin', SHORT_BUCKETS),
+    runDuration: histogram(TELEMETRY_NAMES.runDuration, 'From run_started_at to run_ended_at of a delivered run', LONG_BUCKETS)
+  }
+}
+
+/** What the sender was told, by error code; the status code decides for the others. */
+export const OUTCOME_OF_CODE: ReadonlyMap<string | undefined, string> = new Map([
+  ['FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED', 'unauthorized'], ['FST_LANGGRAPH_WEBHOOKS_INVALID_RUN', 'invalid'],
+  ['FST_LANGGRAPH_WEBHOOKS_STALE_DELIVERY', 'stale'], ['FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_ENCODING', 'unsupported'],
+  ['FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_MEDIA_TYPE', 'unsupported'], ['FST_ERR_CTP_INVALID_MEDIA_TYPE', 'unsupported'],
+  ['FST_LANGGRAPH_WEBHOOKS_METHOD_NOT_ALLOWED', 'method_not_allowed'], ['FST_ERR_CTP_BODY_TOO_LARGE', 'too_large'],
+  ['FST_LANGGRAPH_WEBHOOKS_LISTENER_FAILED', 'listener_failed'], ['FST_LANGGRAPH_WEBHOOKS_LISTENER_TIMEOUT', 'timed_out'],
+  ['FST_LANGGRAPH_WEBHOOKS_IN_FLIGHT', 'in_flight'], ['FST_LANGGRAPH_WEBHOOKS_DEDUPE_UNAVAILABLE', 'store_unavailable'],
+  ['FST_LANGGRAPH_WEBHOOKS_QUEUE_UNAVAILABLE', 'queue_unavailable'], ['FST_LANGGRAPH_WEBHOOKS_SHUTTING_DOWN', 'shutting_down']
+])
+const OUTCOME_OF_STATUS: Readonly<Record<number, string>> = { 400: 'invalid', 401: 'unauthorized', 405: 'method_not_allowed', 413: 'too_large', 415: 'unsupported' }
+
+export function outcomeOf (statusCode: number | undefined, code: string | undefined): string {
+  const outcome = OUTCOME_OF_CODE.get(code)
+  if (outcome !== undefined) return outcome
+  // Neither a reply nor an error: the sender hung up first.
+  if (statusCode === undefined) return 'aborted'
+  return OUTCOME_OF_STATUS[statusCode] ?? (statusCode >= 500 ? 'error' : 'refused')
+}
+
+// A status outside the known ones is counted as `other`: metric attributes stay bounded.
+const KNOWN_STATUSES: ReadonlySet<unknown> = new Set(RUN_STATUSES)
+export function boundedStatus (status: unknown): string | undefined {
+  return typeof status !== 'string' ? undefined : KNOWN_STATUSES.has(status) ? status : 'other'
+}
+
+/** Seconds between two instants in milliseconds; a sender's clock ahead of ours counts as 0. */
+export function seconds (fromMs: number, toMs: number): number | undefined {
+  const elapsed = (toMs - fromMs) / 1000
+  return Number.isFinite(elapsed) ? Math.max(0, elapsed) : undefined
+}
+
+/** Observable gauges of a queue's jobs by state, one series per queue; returns the function that stops them. */
+export function observeQueue (meter: Meter, name: string, counts: () => Promise<Record<string, number>>): () => void {
+  const gauge = meter.createObservableGauge(TELEMETRY_NAMES.queueJobs, { description: 'Jobs in the run webhook queue, by state', unit: '{job}', valueType: ValueType.INT })
+  const observe: ObservableCallback = async (result) => {
+    let current: Record<string, number>
+    try {
+      current = await counts()
+    } catch {
+      // Redis unreachable: no new observation (the 503s and the logs say why).
+      return
+    }
+    for (const [state, count] of Object.entries(current)) result.observe(count, { 'messaging.destination.name': name, 'langgraph.webhook.queue.state': state })
+  }
+  gauge.addCallback(observe)
+  return () => { gauge.removeCallback(observe) }
+}
