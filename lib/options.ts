@@ -1,10 +1,11 @@
-// Every option of the plugin and of createRunWorker, declared once: each
-// entry of a table below checks and resolves its option, writes its message,
-// and (through OptionsOf) gives the option's type and editor documentation.
+// Every option of the plugin and of createRunWorker, declared once: an entry
+// of a table below gives the option's type (a TypeBox schema's, or its own),
+// its editor documentation (through OptionsOf), its check and its message.
+import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 import type { FastifyBaseLogger, RegisterOptions } from 'fastify'
-import { createMemoryDedupeStore } from './dedupe/memory.js'
+import { createMemoryDedupeStore, type DedupeStore } from './dedupe/memory.js'
 import { createRedisDedupeStore } from './dedupe/redis.js'
-import type { DedupeStore } from './dedupe/memory.js'
 import { InvalidOptionError } from './errors.js'
 import type { RunContext, RunListener } from './listeners.js'
 import { maskTokenInUrl } from './redact.js'
@@ -13,6 +14,8 @@ import type { LanggraphClient } from './runs/reconcile.js'
 import { RUN_WEBHOOK_FIELDS, type RunWebhook, type RunWebhookField } from './schemas.js'
 import { isUsableToken, type TokenSource } from './token.js'
 import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSchema } from './values-schema.js'
+
+export type { RedisClientLike }
 
 /** One option: the type users give (`In`, for the type only) and how a given value resolves. */
 interface Option<In, Out> {
@@ -27,45 +30,36 @@ type RequiredKeys<S> = { [K in keyof S]: S[K] extends { required: true } ? K : n
 type OptionsOf<S> = Omit<Partial<Given<S>>, RequiredKeys<S>> & Pick<Given<S>, RequiredKeys<S>>
 type Resolved<S> = { -readonly [K in keyof S]: S[K] extends Option<any, infer Out> ? Out : never }
 
-/** Fails the registration with `FST_LANGGRAPH_WEBHOOKS_INVALID_OPTION`. */
-export function fail (message: string): never {
+function fail (message: string): never {
   throw new InvalidOptionError(message)
 }
 
-/**
- * How a given value reads in a message. A string is called a string, so that
- * `'5000'` read from an environment variable is told apart from `5000`.
- */
-export function describeValue (value: unknown): string {
+/** How a given value reads in a message: `'5000'` from an environment variable is told apart from `5000`. */
+function describeValue (value: unknown): string {
   if (typeof value === 'string') return `the string ${JSON.stringify(value)}`
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'function') return 'a function'
-  if (typeof value === 'object') return 'an object'
-  return String(value)
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return String(value)
+  return Array.isArray(value) ? 'an array' : typeof value === 'function' ? 'a function' : 'an object'
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value)
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value)
+/** A schema whose checks stand for a type TypeBox cannot express (a logger, an SDK client). */
+const as = <T>(schema: TSchema): TUnsafe<T> => schema as TUnsafe<T>
+const Method = Type.Function([], Type.Unknown())
+
+/** The given value if `schema` accepts it; else a message saying what was `expected` and what was given. */
+function accept<S extends TSchema> (schema: S, expected: string, hint = ''): (value: unknown, name: string) => Static<S> {
+  return (value, name) => Value.Check(schema, value)
+    ? value as Static<S>
+    : fail(`${name} must be ${expected}, got ${describeValue(value)}${typeof value === 'string' ? hint : ''}`)
 }
 
-/** Accepts what `test` accepts, or fails saying what was `expected` and what was given. */
-function check<T> (test: (value: unknown) => boolean, expected: string, hint = ''): (value: unknown, name: string) => T {
-  return (value, name) => {
-    if (!test(value)) fail(`${name} must be ${expected}, got ${describeValue(value)}${typeof value === 'string' ? hint : ''}`)
-    return value as T
-  }
+/** An option of the type `schema` gives, or `fallback` when not given. */
+function option<S extends TSchema, F extends Static<S> | undefined = undefined> (schema: S, expected: string, fallback?: F, hint?: string): Option<Static<S>, Static<S> | F> {
+  const check = accept(schema, expected, hint)
+  return { resolve: (value, name) => value === undefined ? fallback as F : check(value, name) }
 }
 
-/** An option given as `T`, that `test` accepts, or `fallback` when not given. */
-function option<T> (test: (value: unknown) => boolean, expected: string): Option<T, T | undefined>
-function option<T> (test: (value: unknown) => boolean, expected: string, fallback: T, hint?: string): Option<T, T>
-function option<T> (test: (value: unknown) => boolean, expected: string, fallback?: T, hint?: string): Option<T, T | undefined> {
-  const accept = check<T>(test, expected, hint)
-  return { resolve: (value, name) => value === undefined ? fallback : accept(value, name) }
-}
-
-/** An option resolved by `resolve`, which fails with its own messages. */
+/** An option resolved by `resolve`, which words its own messages. */
 function custom<In, Out> (resolve: (value: unknown, name: string) => Out): Option<In, Out> {
   return { resolve }
 }
@@ -76,51 +70,64 @@ function required<In, Out> (resolve: (value: unknown, name: string) => Out): Opt
 }
 
 const MS = ' of milliseconds'
-function positiveInteger<F extends number | undefined> (fallback: F, unit = ''): Option<number, number | F> {
-  return option<number>((value) => Number.isSafeInteger(value) && (value as number) > 0, `a positive integer${unit}`, fallback as number,
-    ' (convert it first, e.g. Number(process.env.X))') as Option<number, number | F>
-}
-const string = (fallback: string) => option<string>((value) => typeof value === 'string', 'a string', fallback)
-const boolean = (fallback: boolean) => option<boolean>((value) => typeof value === 'boolean', 'a boolean', fallback)
-const isFunction = (value: unknown): boolean => typeof value === 'function'
+const positiveInteger = <F extends number | undefined>(fallback: F, unit = ''): Option<number, number | F> =>
+  option(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), `a positive integer${unit}`, fallback, ' (convert it first, e.g. Number(process.env.X))')
+const string = (fallback: string) => option(Type.String(), 'a string', fallback)
+const boolean = (fallback: boolean) => option(Type.Boolean(), 'a boolean', fallback)
 
 /**
  * Resolves an object of options against its table: unknown keys are refused
- * naming the known ones (`{ ttl: 5 }` for `{ ttlMs: 5 }` is refused rather
- * than ignored), and each entry resolves its own key.
+ * naming the known ones (`{ ttl: 5 }` for `{ ttlMs: 5 }`), and each entry
+ * resolves its own key.
  */
 function resolveTable<S extends Spec> (given: unknown, spec: S, name: string, prefix = `${name}.`): Resolved<S> {
   const keys = Object.keys(spec)
-  if (!isPlainObject(given)) fail(`${name} must be an object { ${keys.join(', ')} }, got ${describeValue(given)}`)
-  for (const key of Object.keys(given)) {
-    if (!(key in spec)) fail(`unknown option "${prefix}${key}"; the options${prefix === '' ? '' : ` of ${prefix.slice(0, -1)}`} are: ${keys.join(', ')}`)
-  }
-  const resolved: Record<string, unknown> = {}
-  for (const key of keys) resolved[key] = spec[key].resolve(given[key], `${prefix}${key}`)
-  return resolved as Resolved<S>
+  if (!isObject(given)) fail(`${name} must be an object { ${keys.join(', ')} }, got ${describeValue(given)}`)
+  const unknown = Object.keys(given).find((key) => !(key in spec))
+  if (unknown !== undefined) fail(`unknown option "${prefix}${unknown}"; the options${prefix === '' ? '' : ` of ${prefix.slice(0, -1)}`} are: ${keys.join(', ')}`)
+  return Object.fromEntries(keys.map((key) => [key, spec[key].resolve(given[key], `${prefix}${key}`)])) as Resolved<S>
 }
 
 /** A nested option object, or `undefined` when not given. */
-function table<S extends Spec> (spec: S): Option<OptionsOf<S>, Resolved<S> | undefined> {
-  return custom((value, name) => value === undefined ? undefined : resolveTable(value, spec, name))
-}
+const table = <S extends Spec>(spec: S): Option<OptionsOf<S>, Resolved<S> | undefined> =>
+  custom((value, name) => value === undefined ? undefined : resolveTable(value, spec, name))
 
 // What an HTTP header carries byte for byte: a bearer token is one header token.
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/
 const NEW_TOKEN = 'node -e "console.log(crypto.randomBytes(32).toString(\'hex\'))"'
 
 function resolveTokens (token: unknown): string[] {
-  const tokens = typeof token === 'string' ? [token] : Array.isArray(token) ? [...token] : undefined
-  if (tokens === undefined || tokens.length === 0 || !tokens.every(isUsableToken)) {
-    fail(`token is required: a non-empty string, or an array of them to rotate tokens (generate one with: ${NEW_TOKEN})`)
+  const tokens = typeof token === 'string' ? [token] : Array.isArray(token) ? [...token] : []
+  if (tokens.length === 0 || !tokens.every(isUsableToken)) fail(`token is required: a non-empty string, or an array of them to rotate tokens (generate one with: ${NEW_TOKEN})`)
+  const wrong = tokens.findIndex((candidate) => !VISIBLE_ASCII.test(candidate))
+  if (wrong !== -1) {
+    fail(`${tokens.length === 1 ? 'the token' : `token[${wrong}]`} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (${NEW_TOKEN})`)
   }
-  tokens.forEach((candidate, index) => {
-    if (!VISIBLE_ASCII.test(candidate)) {
-      const which = tokens.length === 1 ? 'the token' : `token[${index}]`
-      fail(`${which} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (${NEW_TOKEN})`)
-    }
-  })
   return tokens
+}
+
+const SOURCES = 'a non-empty array of "query" and/or "bearer" and/or { header: "x-webhook-token" }'
+// An HTTP field name (RFC 9110 token); Node hands headers over lowercased.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+// Headers that carry something else, or that request logs write.
+const RESERVED_HEADERS = ['host', 'accept-version', 'content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'connection', 'cookie']
+
+function resolveTokenSources (given: unknown, name: string): TokenSource[] {
+  if (given === undefined) return ['query', 'bearer']
+  if (!Array.isArray(given) || given.length === 0) fail(`${name} must be ${SOURCES}, got ${describeValue(given)}`)
+  const seen = new Set<string>()
+  return given.map((source: unknown) => {
+    const { header } = isObject(source) && Object.keys(source).length === 1 ? source : {}
+    if (source !== 'query' && source !== 'bearer' && typeof header !== 'string') fail(`${name} must be ${SOURCES}, got ${describeValue(source)}`)
+    const key = typeof header === 'string' ? header.toLowerCase() : source as string
+    if (key === 'authorization') fail(`${name}: the Authorization header is the "bearer" source: give "bearer" instead of { header: "authorization" }`)
+    if (typeof header === 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) {
+      fail(`${name}: ${JSON.stringify(header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
+    }
+    if (seen.has(key)) fail(`${name} names ${JSON.stringify(key)} twice`)
+    seen.add(key)
+    return typeof header === 'string' ? { header: key } : key as TokenSource
+  })
 }
 
 function resolveAllowedFields (given: unknown, name: string): RunWebhookField[] | undefined {
@@ -128,32 +135,24 @@ function resolveAllowedFields (given: unknown, name: string): RunWebhookField[] 
   if (!Array.isArray(given) || given.length === 0) {
     fail(`${name} must be a non-empty array of the fields the server keeps (its webhooks.allowed_fields), e.g. ['run_id', 'status', 'values'], got ${describeValue(given)}`)
   }
-  for (const field of given) {
-    if (!(RUN_WEBHOOK_FIELDS as readonly unknown[]).includes(field)) {
-      fail(`${name}: ${typeof field === 'string' ? JSON.stringify(field) : describeValue(field)} is not a run webhook field; the fields are: ${RUN_WEBHOOK_FIELDS.join(', ')}`)
-    }
+  const wrong: unknown[] = given.filter((field) => !(RUN_WEBHOOK_FIELDS as readonly unknown[]).includes(field))
+  if (wrong.length > 0) {
+    fail(`${name}: ${typeof wrong[0] === 'string' ? JSON.stringify(wrong[0]) : describeValue(wrong[0])} is not a run webhook field; the fields are: ${RUN_WEBHOOK_FIELDS.join(', ')}`)
   }
   return [...new Set(given as RunWebhookField[])]
 }
 
-const valuesSchema = custom<ValuesSchema, ValuesSchema | undefined>((value, name) => {
-  if (value !== undefined && valuesSchemaKind(value) === undefined) {
-    fail(`${name} must be ${ACCEPTED_VALUES_SCHEMAS}, e.g. z.object({ messages: z.array(z.string()) }) or Type.Object({ messages: Type.Array(Type.String()) })`)
-  }
-  return value as ValuesSchema | undefined
-})
+const valuesSchema = custom<ValuesSchema, ValuesSchema | undefined>((value, name) => value === undefined || valuesSchemaKind(value) !== undefined
+  ? value as ValuesSchema | undefined
+  : fail(`${name} must be ${ACCEPTED_VALUES_SCHEMAS}, e.g. z.object({ messages: z.array(z.string()) }) or Type.Object({ messages: Type.Array(Type.String()) })`))
 
-/** A URL path: no query, fragment or spaces. */
-const isPath = (value: unknown): boolean => typeof value === 'string' && !/[?#\s]/.test(value)
+const Store = Type.Object({ reserve: Method, complete: Method, release: Method })
 
 const DEDUPE = {
   /** Where handled deliveries are remembered. Default: in the plugin's `redis` if given, else in memory (one instance only). */
-  store: custom<DedupeStore, DedupeStore | undefined>((store: any, name) => {
-    if (store !== undefined && !(isPlainObject(store) && isFunction(store.reserve) && isFunction(store.complete) && isFunction(store.release))) {
-      fail(`${name} must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis`)
-    }
-    return store
-  }),
+  store: custom<DedupeStore, DedupeStore | undefined>((store, name) => store === undefined || Value.Check(Store, store)
+    ? store as DedupeStore | undefined
+    : fail(`${name} must implement reserve(key, leaseMs), complete(key, ttlMs) and release(key); see createRedisDedupeStore in fastify-langgraph-webhooks/redis`)),
   /** How long a handled delivery is remembered. Default 1 hour. */
   ttlMs: positiveInteger(60 * 60 * 1000, MS),
   /** How long a delivery in progress holds its key before another may take over (a crashed holder). Default 60 s. */
@@ -174,7 +173,7 @@ export interface ResolvedDedupe {
 
 const dedupe = custom<boolean | DedupeOptions, ResolvedDedupe | undefined>((value, name) => {
   if (value === undefined || value === false) return undefined
-  if (value !== true && !isPlainObject(value)) fail(`${name} must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }, got ${describeValue(value)}`)
+  if (value !== true && !isObject(value)) fail(`${name} must be true, false, or { store?, ttlMs?, leaseMs?, maxKeys? }, got ${describeValue(value)}`)
   const { store, ttlMs, leaseMs, maxKeys } = resolveTable(value === true ? {} : value, DEDUPE, name)
   return { store: store ?? createMemoryDedupeStore({ maxKeys, ttlMs }), inMemory: store === undefined, ttlMs, leaseMs }
 })
@@ -185,99 +184,62 @@ export function dedupeIn (dedupe: ResolvedDedupe | undefined, redis: RedisConnec
   return { ...dedupe, store: createRedisDedupeStore(redis.client, { prefix: redis.prefix, timeoutMs: redis.timeoutMs }), inMemory: false }
 }
 
-const DEFAULT_DESCRIPTION = 'The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
-  '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
-  'A 5xx or a timeout asks the sender to retry; a 4xx does not.'
-
 /** How the route appears in an OpenAPI document made by `@fastify/swagger`. */
 const OPENAPI = {
   /** Default `Receive a LangGraph run webhook`. */
   summary: string('Receive a LangGraph run webhook'),
   /** Default: a paragraph on what the route does and how it authenticates. */
-  description: string(DEFAULT_DESCRIPTION),
+  description: string('The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
+    '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
+    'A 5xx or a timeout asks the sender to retry; a 4xx does not.'),
   /** Default `['langgraph']`. */
-  tags: option<readonly string[]>((tags) => Array.isArray(tags) && tags.every((tag) => typeof tag === 'string'), 'an array of strings', ['langgraph']),
+  tags: option(as<readonly string[]>(Type.Array(Type.String())), 'an array of strings', ['langgraph']),
   /** Keep the route out of the document. Default false. */
   hide: boolean(false)
 }
 export interface OpenApiOptions extends OptionsOf<typeof OPENAPI> {}
 export type ResolvedOpenApi = Resolved<typeof OPENAPI>
 
-const webhookUrl = required<string, URL>((value, name) => {
-  let url: URL
-  try {
-    url = new URL(value as string)
-  } catch {
-    fail(`${name} must be the absolute public URL of the webhook route, e.g. "https://api.example.com/webhooks/langgraph", got ${describeValue(typeof value === 'string' ? maskTokenInUrl(value) : value)}`)
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`${name} must be an http: or https: URL, got ${url.protocol}`)
-  if (url.searchParams.has('token')) fail(`${name} must not hold a token: the plugin adds it`)
-  return url
-})
-
-const DEFAULT_RECONCILE_AFTER_MS = 5 * 60 * 1000
-const DEFAULT_RECONCILE_EVERY_MS = 60 * 1000
-
 const LANGGRAPH = {
   /** A `@langchain/langgraph-sdk` `Client` (`new Client({ apiUrl })`). */
-  client: required<LanggraphClient, LanggraphClient>(check((value) => {
-    const client = value as { runs?: Record<string, unknown>, threads?: Record<string, unknown> } | null
-    return typeof client === 'object' && client !== null &&
-    isFunction(client.runs?.create) && isFunction(client.runs?.stream) && isFunction(client.runs?.get) && isFunction(client.threads?.getState)
-  }, 'a @langchain/langgraph-sdk Client: new Client({ apiUrl }) (npm install @langchain/langgraph-sdk)')),
+  client: required(accept(as<LanggraphClient>(Type.Object({ runs: Type.Object({ create: Method, stream: Method, get: Method }), threads: Type.Object({ getState: Method }) })),
+    'a @langchain/langgraph-sdk Client: new Client({ apiUrl }) (npm install @langchain/langgraph-sdk)')),
   /**
    * The public URL of the webhook route, as the LangGraph server reaches it
    * (`https://api.example.com/webhooks/langgraph`); the plugin adds the token.
    */
-  webhookUrl,
+  webhookUrl: required<string, URL>((value, name) => {
+    const url = URL.parse(value as string) ??
+      fail(`${name} must be the absolute public URL of the webhook route, e.g. "https://api.example.com/webhooks/langgraph", got ${describeValue(typeof value === 'string' ? maskTokenInUrl(value) : value)}`)
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`${name} must be an http: or https: URL, got ${url.protocol}`)
+    if (url.searchParams.has('token')) fail(`${name} must not hold a token: the plugin adds it`)
+    return url
+  }),
   /** How long after its start a run without a handled delivery is fetched from the server. Default 5 minutes. */
-  reconcileAfterMs: positiveInteger(DEFAULT_RECONCILE_AFTER_MS, MS),
+  reconcileAfterMs: positiveInteger(5 * 60 * 1000, MS),
   /** How often a run still pending or running is fetched again. Default 1 minute. */
-  reconcileEveryMs: positiveInteger(DEFAULT_RECONCILE_EVERY_MS, MS)
+  reconcileEveryMs: positiveInteger(60 * 1000, MS)
 }
 export interface LanggraphOptions extends OptionsOf<typeof LANGGRAPH> {}
 
-export interface ResolvedLanggraph {
-  client: LanggraphClient
-  /** `webhookUrl` with `?token=` set: a secret. */
-  webhookUrl: string
-  reconcileAfterMs: number
-  reconcileEveryMs: number
-}
-
-export type { RedisClientLike }
-
-function isRedisClient (value: unknown): value is RedisClientLike {
-  const client = value as Partial<RedisClientLike> | null
-  return typeof client === 'object' && client !== null && typeof client.status === 'string' &&
-    typeof client.duplicate === 'function' && typeof client.defineCommand === 'function'
-}
-
+const RedisClient = Type.Object({ status: Type.String(), duplicate: Method, defineCommand: Method })
 const REDIS_FORMS = 'an ioredis client, ioredis options or a redis:// URL'
 
 function resolveRedis (value: unknown, name: string): RedisSpec {
   if (value === undefined) fail(`${name} is required: ${REDIS_FORMS}`)
   const hint = `${name} must be an ioredis client (new Redis(process.env.REDIS_URL)), ioredis options ({ host, port }) or a redis:// URL`
-  if (typeof value === 'string') {
-    if (!/^rediss?:\/\//.test(value)) fail(`${hint}, got a string that is not a redis:// URL`)
-    return { options: value }
-  }
-  if (isRedisClient(value)) return { client: value }
-  if (!isPlainObject(value)) fail(hint)
-  const proto = Object.getPrototypeOf(value)
-  if (proto !== Object.prototype && proto !== null) fail(`${hint}; got an object that is neither`)
+  if (typeof value === 'string') return /^rediss?:\/\//.test(value) ? { options: value } : fail(`${hint}, got a string that is not a redis:// URL`)
+  if (Value.Check(RedisClient, value)) return { client: value as RedisClientLike }
+  if (!isObject(value)) fail(hint)
+  if (![Object.prototype, null].includes(Object.getPrototypeOf(value))) fail(`${hint}; got an object that is neither`)
   // BullMQ keeps its keys apart with its own prefix and refuses ioredis's.
   if ('keyPrefix' in value) fail(`${name}: ioredis keyPrefix is not supported by BullMQ; give each deployment its own queue name instead`)
   return { options: { ...value } }
 }
 
-const connection = required<RedisClientLike | object | string, RedisSpec>(resolveRedis)
 /** A Redis option that may be left out. */
 const optionalRedis = custom<RedisClientLike | object | string, RedisSpec | undefined>((value, name) => value === undefined ? undefined : resolveRedis(value, name))
-
-const DEFAULT_QUEUE_NAME = 'langgraph-webhooks'
-const queueName = option<string>((name) => typeof name === 'string' && name.length > 0 && !name.includes(':'),
-  'a non-empty string without ":" (BullMQ uses it in its keys)', DEFAULT_QUEUE_NAME)
+const queueName = option(Type.String({ minLength: 1, pattern: '^[^:]*$' }), 'a non-empty string without ":" (BullMQ uses it in its keys)', 'langgraph-webhooks')
 const HOUR = 60 * 60 * 1000
 
 /** Durable delivery on BullMQ: the route stores each run as a job, workers run the listeners. */
@@ -319,7 +281,7 @@ export type ResolvedQueue = Omit<Resolved<typeof QUEUE>, 'connection'> & { conne
 
 const WORKER = {
   /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
-  connection,
+  connection: required<RedisClientLike | object | string, RedisSpec>(resolveRedis),
   /** The queue's name; the same as the plugin's `queue.name`. Default `langgraph-webhooks`. */
   name: queueName,
   /** How many runs this worker handles at a time. Default 8. */
@@ -327,9 +289,9 @@ const WORKER = {
   /** How long this worker's claim on a run lasts without renewal; use the web process's `queue.lockMs`. Default 30 000 ms. */
   lockMs: positiveInteger(30_000, MS),
   /** Where the worker and the listeners' `log` write. Default: pino's JSON lines on stdout, info and above. */
-  logger: option<FastifyBaseLogger>(isPlainObject, 'a pino or Fastify logger'),
+  logger: option(as<FastifyBaseLogger>(Type.Object({})), 'a pino or Fastify logger'),
   /** A listener subscribed at creation, as with `onRun(listener)`. */
-  onRun: option<RunListener<RunWebhook>>(isFunction, 'a function (run, { attempt, log }) => unknown'),
+  onRun: option(as<RunListener<RunWebhook>>(Method), 'a function (run, { attempt, log }) => unknown'),
   /** The schema `run.values` must match, as the plugin's `valuesSchema`; listeners get its output. */
   valuesSchema
 }
@@ -351,45 +313,25 @@ export function resolveWorkerOptions (given: unknown): Resolved<typeof WORKER> {
 
 export const DEFAULT_PATH = '/webhooks/langgraph'
 export const MIN_TOKEN_LENGTH = 32
-const SOURCES = 'a non-empty array of "query" and/or "bearer" and/or { header: "x-webhook-token" }'
-// An HTTP field name (RFC 9110 token); Node hands headers over lowercased.
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
-// Headers that carry something else, or that request logs write.
-const RESERVED_HEADERS = ['host', 'accept-version', 'content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'connection', 'cookie']
 
-function resolveTokenSources (given: unknown, name: string): TokenSource[] {
-  if (given === undefined) return ['query', 'bearer']
-  if (!Array.isArray(given) || given.length === 0) fail(`${name} must be ${SOURCES}, got ${describeValue(given)}`)
-  const seen = new Set<string>()
-  return given.map((source: unknown) => {
-    const { header } = isPlainObject(source) && Object.keys(source).length === 1 ? source : {}
-    if (source !== 'query' && source !== 'bearer' && typeof header !== 'string') fail(`${name} must be ${SOURCES}, got ${describeValue(source)}`)
-    const key = typeof header === 'string' ? header.toLowerCase() : source as string
-    if (key === 'authorization') fail(`${name}: the Authorization header is the "bearer" source: give "bearer" instead of { header: "authorization" }`)
-    if (typeof header === 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) {
-      fail(`${name}: ${JSON.stringify(header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
-    }
-    if (seen.has(key)) fail(`${name} names ${JSON.stringify(key)} twice`)
-    seen.add(key)
-    return typeof header === 'string' ? { header: key } : key as TokenSource
-  })
-}
+/** Fastify's register options, applied to the route's context. */
+export type RouteContextOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>
 
 const OPTIONS = {
   /** The shared secret; several tokens allow rotation. Required. */
   token: required<string | readonly string[], string[]>(resolveTokens),
   /** Where the route listens. Default `/webhooks/langgraph`. */
-  path: option<string>((path) => isPath(path) && (path as string).startsWith('/'), 'a URL path starting with "/" and without query, fragment or spaces', DEFAULT_PATH),
+  path: option(Type.String({ pattern: '^/[^?#\\s]*$' }), 'a URL path starting with "/" and without query, fragment or spaces', DEFAULT_PATH),
   /** Where the token may come from: `?token=`, `Authorization: Bearer`, a header (`{ header: 'x-webhook-token' }`). Default `['query', 'bearer']`. */
   tokenSources: custom<readonly TokenSource[], TokenSource[]>(resolveTokenSources),
   /** The largest body accepted, in bytes. Default 10 MiB. */
   bodyLimit: positiveInteger(10 * 1024 * 1024, ' of bytes (e.g. 10 * 1024 * 1024)'),
   /** `handled` (default): reply 204 once listeners settled. `received`: reply 202 first. */
-  ack: option<'handled' | 'received'>((ack) => ack === 'handled' || ack === 'received', '"handled" or "received"', 'handled'),
+  ack: option(Type.Union([Type.Literal('handled'), Type.Literal('received')]), '"handled" or "received"', 'handled'),
   /** Mask the token in `run.kwargs.webhook` before listeners see it. Default true. */
   redactToken: boolean(true),
   // onRun, valuesSchema and allowedFields: documented and typed in LanggraphWebhooksOptions, generic there.
-  onRun: option<RunListener<any>>(isFunction, 'a function (run, { request, log }) => unknown'),
+  onRun: option(as<RunListener<any>>(Method), 'a function (run, { request, log }) => unknown'),
   valuesSchema,
   /**
    * The Redis of every Redis feature: dedupe (`dedupe: true` stores in it),
@@ -415,9 +357,18 @@ const OPTIONS = {
   // Fastify's own register options arrive along with ours. Under
   // fastify-plugin Fastify ignores them, so the plugin applies them to the
   // route's own context.
-  prefix: option<string>(isPath, 'a URL path such as "/api"'),
-  logLevel: option<RouteContextOptions['logLevel']>((level) => typeof level === 'string' && level !== '', 'a log level such as "warn"'),
-  logSerializers: custom<RouteContextOptions['logSerializers'], RouteContextOptions['logSerializers']>(resolveLogSerializers)
+  prefix: option(Type.String({ pattern: '^[^?#\\s]*$' }), 'a URL path such as "/api"'),
+  logLevel: option(as<RouteContextOptions['logLevel']>(Type.String({ minLength: 1 })), 'a log level such as "warn"'),
+  logSerializers: custom<RouteContextOptions['logSerializers'], RouteContextOptions['logSerializers']>((value, name) => {
+    if (value === undefined) return undefined
+    if (!isObject(value) || !Object.values(value).every((serializer) => typeof serializer === 'function')) {
+      fail(`${name} must be an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }, got ${describeValue(value)}`)
+    }
+    if ('req' in value) {
+      fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })')
+    }
+    return value as RouteContextOptions['logSerializers']
+  })
 }
 
 export interface LanggraphWebhooksOptions<
@@ -446,24 +397,11 @@ export interface LanggraphWebhooksOptions<
   allowedFields?: readonly Fields[]
 }
 
-/** Fastify's register options, applied to the route's context. */
-export type RouteContextOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>
-
-function resolveLogSerializers (value: unknown, name: string): RouteContextOptions['logSerializers'] {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value) || !Object.values(value).every(isFunction)) {
-    fail(`${name} must be an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }, got ${describeValue(value)}`)
-  }
-  if ('req' in value) {
-    fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })')
-  }
-  return value as RouteContextOptions['logSerializers']
-}
-
 export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' | 'langgraph' | 'queue' | 'prefix' | 'logLevel' | 'logSerializers'> {
   queue: ResolvedQueue | undefined
   tokens: string[]
-  langgraph: ResolvedLanggraph | undefined
+  /** `webhookUrl` with `?token=` set: a secret. */
+  langgraph: (Omit<Resolved<typeof LANGGRAPH>, 'webhookUrl'> & { webhookUrl: string }) | undefined
   /** A token shorter than this gets a warning at registration. */
   shortToken: boolean
   /** `prefix`, `logLevel` and `logSerializers`, as given. */
@@ -473,14 +411,9 @@ export interface ResolvedOptions extends Omit<Resolved<typeof OPTIONS>, 'token' 
 /** What a feature keyed by run (dedupe, a queue) needs in every body. */
 export const RUN_KEY_FIELDS: readonly RunWebhookField[] = ['run_id', 'status']
 
-/**
- * Refuses, at registration, a feature that reads fields the server strips:
- * `feature` needs every one of `needed` in each body. Without
- * `allowedFields` every field is there.
- */
+/** Refuses, at registration, a feature that reads fields the server strips (`allowedFields` leaves out one of `needed`). */
 export function requireRunFields (allowedFields: readonly RunWebhookField[] | undefined, needed: readonly RunWebhookField[], feature: string): void {
-  if (allowedFields === undefined) return
-  const missing = needed.filter((field) => !allowedFields.includes(field))
+  const missing = needed.filter((field) => allowedFields !== undefined && !allowedFields.includes(field))
   if (missing.length > 0) {
     fail(`${feature} reads ${needed.join(' and ')} from every webhook body, but allowedFields does not list ${missing.join(' or ')}: add ${missing.join(' and ')} to allowedFields and to the server's webhooks.allowed_fields`)
   }
@@ -488,7 +421,7 @@ export function requireRunFields (allowedFields: readonly RunWebhookField[] | un
 
 /** Options that read fields of every body, or that do not combine, refused together. */
 function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean): void {
-  const { allowedFields } = options
+  const { allowedFields, queue, redis } = options
   if (options.dedupe !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'dedupe')
   if (options.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
   if (options.valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
@@ -496,41 +429,31 @@ function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean
     requireRunFields(allowedFields, ['run_id'], 'langgraph')
     if (!options.tokenSources.includes('query')) fail('langgraph needs tokenSources to include "query": a LangGraph server sends the token in the webhook URL')
   }
-  if (options.queue === undefined) return
-  checkQueueRedis(options.queue.connection, options.redis)
+  if (queue === undefined) return
+  if (queue.connection === undefined && redis === undefined) fail(`queue.connection is required: ${REDIS_FORMS} (or give it as the plugin's redis option)`)
+  // The queue's Redis is the plugin's `redis`, or its own `queue.connection`: not two different ones.
+  if (queue.connection !== undefined && redis !== undefined && !('client' in queue.connection && 'client' in redis && queue.connection.client === redis.client)) {
+    fail('redis and queue.connection are both given: give Redis once, as redis, and leave queue.connection out')
+  }
   if (options.dedupe !== undefined) fail('dedupe and queue do not combine: with queue, the job key (run_id and status) already makes a duplicate a no-op; remove dedupe')
   if (ackGiven) fail('ack does not apply with queue: the route replies 202 once Redis stored the run, and workers run the listeners; remove ack')
   if (!options.redactToken) fail('redactToken: false does not combine with queue: jobs in Redis (and queue.failed()) must never hold the token')
   requireRunFields(allowedFields, RUN_KEY_FIELDS, 'queue')
 }
 
-/** The queue's Redis is the plugin's `redis`, or its own `queue.connection`: not two different ones. */
-function checkQueueRedis (connection: RedisSpec | undefined, redis: RedisSpec | undefined): void {
-  if (connection === undefined && redis === undefined) fail(`queue.connection is required: ${REDIS_FORMS} (or give it as the plugin's redis option)`)
-  if (connection === undefined || redis === undefined) return
-  if ('client' in connection && 'client' in redis && connection.client === redis.client) return
-  fail('redis and queue.connection are both given: give Redis once, as redis, and leave queue.connection out')
-}
-
-/** The `langgraph` option, its URL with the first token (the newest, while rotating). */
-function withToken (langgraph: Resolved<typeof LANGGRAPH> | undefined, token: string): ResolvedLanggraph | undefined {
-  if (langgraph === undefined) return undefined
-  const url = new URL(langgraph.webhookUrl)
-  url.searchParams.set('token', token)
-  return { ...langgraph, webhookUrl: url.href }
-}
-
 /** Validates the options without touching the caller's object. */
 export function resolveOptions (given: unknown): ResolvedOptions {
   const resolved = resolveTable(given, OPTIONS, 'options', '')
   checkCombinations(resolved, (given as Record<string, unknown>).ack !== undefined)
-  const { token, tokenSources, langgraph, queue, prefix, logLevel, logSerializers, ...options } = resolved
+  const { token, langgraph, queue, prefix, logLevel, logSerializers, ...options } = resolved
+  // The webhook URL carries the first token: the newest, while rotating.
+  const webhookUrl = langgraph?.webhookUrl
+  webhookUrl?.searchParams.set('token', token[0])
   return {
     ...options,
     queue: queue === undefined ? undefined : { ...queue, connection: (queue.connection ?? options.redis)! },
     tokens: token,
-    tokenSources,
-    langgraph: withToken(langgraph, token[0]),
+    langgraph: langgraph === undefined ? undefined : { ...langgraph, webhookUrl: webhookUrl!.href },
     shortToken: token.some((candidate) => candidate.length < MIN_TOKEN_LENGTH),
     context: Object.fromEntries(Object.entries({ prefix, logLevel, logSerializers }).filter(([, value]) => value !== undefined))
   }
