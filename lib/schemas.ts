@@ -8,18 +8,10 @@ import { InvalidRunError } from './errors.js'
  */
 export const RUN_STATUSES = ['pending', 'running', 'error', 'success', 'timeout', 'interrupted', 'rollback'] as const
 
-export const RunStatusSchema = Type.Union(RUN_STATUSES.map((status) => Type.Literal(status)), {
-  $id: 'LanggraphRunStatus',
-  description: 'A status a LangGraph server reports for a run'
-})
+export const RunStatusSchema = Type.Union(RUN_STATUSES.map((status) => Type.Literal(status)), { $id: 'LanggraphRunStatus', description: 'A status a LangGraph server reports for a run' })
 export type RunStatus = (typeof RUN_STATUSES)[number]
 
-export const MultitaskStrategySchema = Type.Union([
-  Type.Literal('reject'),
-  Type.Literal('rollback'),
-  Type.Literal('interrupt'),
-  Type.Literal('enqueue')
-])
+export const MultitaskStrategySchema = Type.Union((['reject', 'rollback', 'interrupt', 'enqueue'] as const).map((strategy) => Type.Literal(strategy)))
 export type MultitaskStrategy = Static<typeof MultitaskStrategySchema>
 
 // A pattern rather than `format: 'date-time'`: it needs no format registry
@@ -135,11 +127,8 @@ export type RunWebhookWith<Fields extends RunWebhookField, Values = Record<strin
  * become optional and are still type-checked when a body has them.
  */
 export function runWebhookSchemaFor (fields: readonly RunWebhookField[]): TObject {
-  const properties: Record<string, TSchema> = {}
-  for (const [name, schema] of Object.entries(RunWebhookSchema.properties)) {
-    properties[name] = fields.includes(name as RunWebhookField) ? schema : Type.Optional(schema)
-  }
-  return Type.Object(properties)
+  const properties = Object.entries(RunWebhookSchema.properties).map(([name, schema]) => [name, fields.includes(name as RunWebhookField) ? schema : Type.Optional(schema)])
+  return Type.Object(Object.fromEntries(properties) as Record<string, TSchema>)
 }
 
 const MAX_REPORTED_FIELDS = 5
@@ -176,28 +165,20 @@ export function createRunValidator (allowedFields?: readonly RunWebhookField[]):
  * adds the allowedFields hint.
  */
 export function describe (check: TypeCheck<TSchema>, value: unknown, prefix: string, hintMissing = false): string {
-  const lines: string[] = []
-  const seen = new Set<string>()
-  let more = 0
+  const fields = new Map<string, string>()
   let missingTopLevel = false
   for (const error of check.Errors(value)) {
     const field = prefix + error.path.replaceAll('/', '.')
-    if (seen.has(field)) continue
-    seen.add(field)
+    if (fields.has(field)) continue
     const missing = error.value === undefined
     if (missing && error.path.lastIndexOf('/') === 0) missingTopLevel = true
-    if (lines.length === MAX_REPORTED_FIELDS) {
-      if (++more === MAX_COUNTED_FIELDS) break
-      continue
-    }
     const name = field === '' ? 'body' : field.replace(/^\./, '')
-    lines.push(missing ? `${name} is required` : `${name}: ${error.message.toLowerCase()}`)
+    fields.set(field, missing ? `${name} is required` : `${name}: ${error.message.toLowerCase()}`)
+    if (fields.size === MAX_REPORTED_FIELDS + MAX_COUNTED_FIELDS) break
   }
-  let text = lines.join('; ')
-  if (more > 0) {
-    const count = more === MAX_COUNTED_FIELDS ? `${more}+` : String(more)
-    text += `; and ${count} more ${more === 1 ? 'field' : 'fields'} failed`
-  }
+  const more = fields.size - MAX_REPORTED_FIELDS
+  let text = [...fields.values()].slice(0, MAX_REPORTED_FIELDS).join('; ')
+  if (more > 0) text += `; and ${more === MAX_COUNTED_FIELDS ? `${more}+` : more} more ${more === 1 ? 'field' : 'fields'} failed`
   if (hintMissing && missingTopLevel) text += ` (${STRIPPED_BODY_HINT})`
   return text
 }

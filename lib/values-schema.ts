@@ -23,24 +23,11 @@ export declare namespace StandardSchemaV1 {
     readonly types?: Types<Input, Output> | undefined
   }
   export type Result<Output> = SuccessResult<Output> | FailureResult
-  export interface SuccessResult<Output> {
-    readonly value: Output
-    readonly issues?: undefined
-  }
-  export interface FailureResult {
-    readonly issues: ReadonlyArray<Issue>
-  }
-  export interface Issue {
-    readonly message: string
-    readonly path?: ReadonlyArray<PropertyKey | PathSegment> | undefined
-  }
-  export interface PathSegment {
-    readonly key: PropertyKey
-  }
-  export interface Types<Input = unknown, Output = Input> {
-    readonly input: Input
-    readonly output: Output
-  }
+  export interface SuccessResult<Output> { readonly value: Output, readonly issues?: undefined }
+  export interface FailureResult { readonly issues: ReadonlyArray<Issue> }
+  export interface Issue { readonly message: string, readonly path?: ReadonlyArray<PropertyKey | PathSegment> | undefined }
+  export interface PathSegment { readonly key: PropertyKey }
+  export interface Types<Input = unknown, Output = Input> { readonly input: Input, readonly output: Output }
   export type InferInput<Schema extends StandardSchemaV1> = NonNullable<Schema['~standard']['types']>['input']
   export type InferOutput<Schema extends StandardSchemaV1> = NonNullable<Schema['~standard']['types']>['output']
 }
@@ -83,25 +70,39 @@ export function valuesSchemaKind (schema: unknown): ValuesSchemaKind | undefined
   return undefined
 }
 
+interface TypeBox1Validator {
+  Check (value: unknown): boolean
+  Errors (value: unknown): Array<{ keyword: string, instancePath: string, params: Record<string, unknown>, message: string }>
+  Decode (value: unknown): unknown
+}
+
 /**
  * Builds the validator of a `valuesSchema` with its own library. TypeBox 1.x
  * is loaded only when such a schema is given: it is the user's dependency.
  */
 export async function createValuesValidator (schema: ValuesSchema): Promise<ValuesValidator> {
   const kind = valuesSchemaKind(schema)
-  if (kind === 'standard-schema') return standardSchemaValidator(schema as StandardSchemaV1)
-  if (kind === 'typebox-0.34') return typeBox034Validator(schema as TSchema)
-  return typeBox1Validator(schema, await importTypeBox())
-}
-
-function standardSchemaValidator (schema: StandardSchemaV1): ValuesValidator {
-  const props = schema['~standard']
-  const answer = (result: StandardSchemaV1.Result<unknown>): ValuesResult =>
-    result.issues === undefined ? { value: result.value } : { issues: result.issues.map(describeIssue) }
-  return function validateStandard (values) {
-    const result = props.validate(values)
-    return result instanceof Promise ? result.then(answer) : answer(result)
+  if (kind === 'standard-schema') {
+    const props = (schema as StandardSchemaV1)['~standard']
+    const answer = (result: StandardSchemaV1.Result<unknown>): ValuesResult =>
+      result.issues === undefined ? { value: result.value } : { issues: result.issues.map(describeIssue) }
+    const settle = (result: ReturnType<typeof props.validate>) => result instanceof Promise ? result.then(answer) : answer(result)
+    return (values) => settle(props.validate(values))
   }
+  if (kind === 'typebox-0.34') {
+    const check = TypeCompiler.Compile(schema as TSchema)
+    return (values) => check.Check(values) ? { value: values } : { issues: [describe(check, values, 'values')] }
+  }
+  let typebox
+  try {
+    typebox = await Promise.all([import('typebox/compile'), import('typebox/value')])
+  } catch (error) {
+    throw new InvalidOptionError(`valuesSchema is a TypeBox 1.x schema, validated with the typebox package itself, which could not be loaded (${(error as Error).message}): npm install typebox`)
+  }
+  const validator: TypeBox1Validator = typebox[0].Compile(schema)
+  // Codecs turn the wire form into another (a Date from a string): listeners get the decoded form.
+  const decode = typebox[1].HasCodec(schema)
+  return (values) => validator.Check(values) ? { value: decode ? validator.Decode(values) : values } : { issues: describeTypeBox1(validator.Errors(values)) }
 }
 
 function describeIssue (issue: StandardSchemaV1.Issue): string {
@@ -110,42 +111,7 @@ function describeIssue (issue: StandardSchemaV1.Issue): string {
   return `${['values', ...path].join('.')}: ${issue.message.replace(/^[A-Z](?![A-Z])/, (first) => first.toLowerCase())}`
 }
 
-function typeBox034Validator (schema: TSchema): ValuesValidator {
-  const check = TypeCompiler.Compile(schema)
-  return function validateTypeBox034 (values) {
-    return check.Check(values) ? { value: values } : { issues: [describe(check, values, 'values')] }
-  }
-}
-
-interface TypeBox1 {
-  Compile (schema: unknown): {
-    Check (value: unknown): boolean
-    Errors (value: unknown): Array<{ keyword: string, instancePath: string, params: Record<string, unknown>, message: string }>
-    Decode (value: unknown): unknown
-  }
-  HasCodec (schema: unknown): boolean
-}
-
-async function importTypeBox (): Promise<TypeBox1> {
-  try {
-    const [{ Compile }, { HasCodec }] = await Promise.all([import('typebox/compile'), import('typebox/value')])
-    return { Compile, HasCodec }
-  } catch (error) {
-    throw new InvalidOptionError(`valuesSchema is a TypeBox 1.x schema, validated with the typebox package itself, which could not be loaded (${(error as Error).message}): npm install typebox`)
-  }
-}
-
-function typeBox1Validator (schema: unknown, typebox: TypeBox1): ValuesValidator {
-  const validator = typebox.Compile(schema)
-  // Codecs turn the wire form into another (a Date from a string): listeners get the decoded form.
-  const decode = typebox.HasCodec(schema)
-  return function validateTypeBox1 (values) {
-    if (!validator.Check(values)) return { issues: describeTypeBox1(validator.Errors(values)) }
-    return { value: decode ? validator.Decode(values) : values }
-  }
-}
-
-function describeTypeBox1 (errors: ReturnType<ReturnType<TypeBox1['Compile']>['Errors']>): string[] {
+function describeTypeBox1 (errors: ReturnType<TypeBox1Validator['Errors']>): string[] {
   // A union reports each branch's failure, then its own at the same path:
   // the last word on a field is the one kept.
   const lines = new Map<string, string>()
