@@ -8,30 +8,15 @@ import type { TokenSource } from './token.js'
  * these names only when the document defines them.
  */
 export const openApiSecuritySchemes = {
-  langgraphWebhookToken: {
-    type: 'apiKey',
-    in: 'query',
-    name: 'token',
-    description: 'The webhook token in the URL the LangGraph server calls: `?token=…`'
-  },
-  langgraphWebhookBearer: {
-    type: 'http',
-    scheme: 'bearer',
-    description: 'The webhook token as `Authorization: Bearer …`'
-  }
+  langgraphWebhookToken: { type: 'apiKey', in: 'query', name: 'token', description: 'The webhook token in the URL the LangGraph server calls: `?token=…`' },
+  langgraphWebhookBearer: { type: 'http', scheme: 'bearer', description: 'The webhook token as `Authorization: Bearer …`' }
 } as const
 
-const SCHEME_OF: Record<'query' | 'bearer', keyof typeof openApiSecuritySchemes> = {
-  query: 'langgraphWebhookToken',
-  bearer: 'langgraphWebhookBearer'
-}
-
-type SecuritySchemes = Record<string, { type?: unknown, in?: unknown, name?: unknown }>
-
-/** A header source is documented by the scheme the document defines for it: an `apiKey` in that header. */
-function inHeader (defined: SecuritySchemes, scheme: string, header: string): boolean {
-  const { type, in: where, name } = defined[scheme]
-  return type === 'apiKey' && where === 'header' && typeof name === 'string' && name.toLowerCase() === header
+/** The scheme a source is documented by; a header's is the `apiKey` scheme in that header that the document defines. */
+function schemesOf (source: TokenSource, defined: Record<string, { type?: unknown, in?: unknown, name?: unknown }>): string[] {
+  if (source === 'query') return ['langgraphWebhookToken']
+  if (source === 'bearer') return ['langgraphWebhookBearer']
+  return Object.keys(defined).filter((name) => defined[name].type === 'apiKey' && defined[name].in === 'header' && String(defined[name].name).toLowerCase() === source.header)
 }
 
 const ErrorReply = {
@@ -45,9 +30,8 @@ const ErrorReply = {
   }
 }
 
-function errorReply (description: string, headers?: Record<string, unknown>): Record<string, unknown> {
-  return { 'x-response-description': description, ...ErrorReply, ...(headers === undefined ? {} : { headers }) }
-}
+const errorReply = (description: string, headers?: Record<string, unknown>): Record<string, unknown> =>
+  ({ 'x-response-description': description, ...ErrorReply, ...(headers === undefined ? {} : { headers }) })
 
 /** The replies table of the route, as response schemas. */
 const RESPONSES = {
@@ -68,9 +52,9 @@ const RESPONSES = {
 interface SwaggerTransformInput {
   schema: object
   url: string
-  openapiObject?: { components?: { securitySchemes?: object } }
+  openapiObject?: { components?: { securitySchemes?: Record<string, object> } }
   /** Swagger 2.0 documents: their schemes are `securityDefinitions`. */
-  swaggerObject?: { securityDefinitions?: object }
+  swaggerObject?: { securityDefinitions?: Record<string, object> }
 }
 
 /**
@@ -80,11 +64,10 @@ interface SwaggerTransformInput {
  */
 export function createSwaggerTransform (openapi: ResolvedOpenApi, sources: readonly TokenSource[]) {
   return function swaggerTransform ({ schema, url, openapiObject, swaggerObject }: SwaggerTransformInput): { schema: Record<string, unknown>, url: string } {
-    const defined = (openapiObject?.components?.securitySchemes ?? swaggerObject?.securityDefinitions ?? {}) as SecuritySchemes
+    const defined = openapiObject?.components?.securitySchemes ?? swaggerObject?.securityDefinitions ?? {}
     // Alternatives: either source authenticates. A scheme the document lacks
     // would make it invalid, so only the defined ones are named.
-    const security = sources.flatMap((source) => typeof source === 'string' ? [SCHEME_OF[source]] : Object.keys(defined).filter((name) => inHeader(defined, name, source.header)))
-      .filter((name) => name in defined).map((name) => ({ [name]: [] }))
+    const security = sources.flatMap((source) => schemesOf(source, defined)).filter((name) => name in defined).map((name) => ({ [name]: [] }))
     return {
       url,
       schema: {

@@ -18,11 +18,7 @@ import { ACCEPTED_VALUES_SCHEMAS, valuesSchemaKind, type ValuesOf, type ValuesSc
 export type { RedisClientLike }
 
 /** One option: the type users give (`In`, for the type only) and how a given value resolves. */
-interface Option<In, Out> {
-  resolve (value: unknown, name: string): Out
-  readonly required?: true
-  readonly given?: In
-}
+interface Option<In, Out> { resolve: (value: unknown, name: string) => Out, readonly required?: true, readonly given?: In }
 type Spec = Record<string, Option<any, any>>
 type Given<S> = { -readonly [K in keyof S]: S[K] extends Option<infer In, any> ? In : never }
 type RequiredKeys<S> = { [K in keyof S]: S[K] extends { required: true } ? K : never }[keyof S]
@@ -30,9 +26,7 @@ type RequiredKeys<S> = { [K in keyof S]: S[K] extends { required: true } ? K : n
 type OptionsOf<S> = Omit<Partial<Given<S>>, RequiredKeys<S>> & Pick<Given<S>, RequiredKeys<S>>
 type Resolved<S> = { -readonly [K in keyof S]: S[K] extends Option<any, infer Out> ? Out : never }
 
-function fail (message: string): never {
-  throw new InvalidOptionError(message)
-}
+const fail: (message: string) => never = (message) => { throw new InvalidOptionError(message) }
 
 /** How a given value reads in a message: `'5000'` from an environment variable is told apart from `5000`. */
 function describeValue (value: unknown): string {
@@ -60,14 +54,10 @@ function option<S extends TSchema, F extends Static<S> | undefined = undefined> 
 }
 
 /** An option resolved by `resolve`, which words its own messages. */
-function custom<In, Out> (resolve: (value: unknown, name: string) => Out): Option<In, Out> {
-  return { resolve }
-}
+const custom = <In, Out>(resolve: Option<In, Out>['resolve']): Option<In, Out> => ({ resolve })
 
 /** A required option: `resolve` also sees `undefined`, and names what is expected. */
-function required<In, Out> (resolve: (value: unknown, name: string) => Out): Option<In, Out> & { required: true } {
-  return { resolve, required: true }
-}
+const required = <In, Out>(resolve: Option<In, Out>['resolve']): Option<In, Out> & { required: true } => ({ resolve, required: true })
 
 const MS = ' of milliseconds'
 const positiveInteger = <F extends number | undefined>(fallback: F, unit = ''): Option<number, number | F> =>
@@ -100,9 +90,7 @@ function resolveTokens (token: unknown): string[] {
   const tokens = typeof token === 'string' ? [token] : Array.isArray(token) ? [...token] : []
   if (tokens.length === 0 || !tokens.every(isUsableToken)) fail(`token is required: a non-empty string, or an array of them to rotate tokens (generate one with: ${NEW_TOKEN})`)
   const wrong = tokens.findIndex((candidate) => !VISIBLE_ASCII.test(candidate))
-  if (wrong !== -1) {
-    fail(`${tokens.length === 1 ? 'the token' : `token[${wrong}]`} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (${NEW_TOKEN})`)
-  }
+  if (wrong !== -1) fail(`${tokens.length === 1 ? 'the token' : `token[${wrong}]`} holds a character other than visible ASCII (! to ~, no spaces): Node reads the Authorization header as latin1, so such a token never verifies as a bearer token; use a random hex token (${NEW_TOKEN})`)
   return tokens
 }
 
@@ -121,9 +109,7 @@ function resolveTokenSources (given: unknown, name: string): TokenSource[] {
     if (source !== 'query' && source !== 'bearer' && typeof header !== 'string') fail(`${name} must be ${SOURCES}, got ${describeValue(source)}`)
     const key = typeof header === 'string' ? header.toLowerCase() : source as string
     if (key === 'authorization') fail(`${name}: the Authorization header is the "bearer" source: give "bearer" instead of { header: "authorization" }`)
-    if (typeof header === 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) {
-      fail(`${name}: ${JSON.stringify(header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
-    }
+    if (typeof header === 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) fail(`${name}: ${JSON.stringify(header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
     if (seen.has(key)) fail(`${name} names ${JSON.stringify(key)} twice`)
     seen.add(key)
     return typeof header === 'string' ? { header: key } : key as TokenSource
@@ -132,13 +118,9 @@ function resolveTokenSources (given: unknown, name: string): TokenSource[] {
 
 function resolveAllowedFields (given: unknown, name: string): RunWebhookField[] | undefined {
   if (given === undefined) return undefined
-  if (!Array.isArray(given) || given.length === 0) {
-    fail(`${name} must be a non-empty array of the fields the server keeps (its webhooks.allowed_fields), e.g. ['run_id', 'status', 'values'], got ${describeValue(given)}`)
-  }
+  if (!Array.isArray(given) || given.length === 0) fail(`${name} must be a non-empty array of the fields the server keeps (its webhooks.allowed_fields), e.g. ['run_id', 'status', 'values'], got ${describeValue(given)}`)
   const wrong: unknown[] = given.filter((field) => !(RUN_WEBHOOK_FIELDS as readonly unknown[]).includes(field))
-  if (wrong.length > 0) {
-    fail(`${name}: ${typeof wrong[0] === 'string' ? JSON.stringify(wrong[0]) : describeValue(wrong[0])} is not a run webhook field; the fields are: ${RUN_WEBHOOK_FIELDS.join(', ')}`)
-  }
+  if (wrong.length > 0) fail(`${name}: ${typeof wrong[0] === 'string' ? JSON.stringify(wrong[0]) : describeValue(wrong[0])} is not a run webhook field; the fields are: ${RUN_WEBHOOK_FIELDS.join(', ')}`)
   return [...new Set(given as RunWebhookField[])]
 }
 
@@ -162,14 +144,8 @@ const DEDUPE = {
 }
 export interface DedupeOptions extends OptionsOf<typeof DEDUPE> {}
 
-export interface ResolvedDedupe {
-  /** The given store, or an in-memory one. */
-  store: DedupeStore
-  /** No store was given: with the plugin's `redis`, the store is a Redis one. */
-  inMemory: boolean
-  ttlMs: number
-  leaseMs: number
-}
+/** `store`: the given one, or an in-memory one (`inMemory`: with the plugin's `redis`, a Redis one instead). */
+export type ResolvedDedupe = Omit<Resolved<typeof DEDUPE>, 'store' | 'maxKeys'> & { store: DedupeStore, inMemory: boolean }
 
 const dedupe = custom<boolean | DedupeOptions, ResolvedDedupe | undefined>((value, name) => {
   if (value === undefined || value === false) return undefined
@@ -317,6 +293,9 @@ export const MIN_TOKEN_LENGTH = 32
 /** Fastify's register options, applied to the route's context. */
 export type RouteContextOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>
 
+type Serializers = RouteContextOptions['logSerializers']
+const serializers = accept(Type.Record(Type.String(), Method), 'an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }')
+
 const OPTIONS = {
   /** The shared secret; several tokens allow rotation. Required. */
   token: required<string | readonly string[], string[]>(resolveTokens),
@@ -359,16 +338,9 @@ const OPTIONS = {
   // route's own context.
   prefix: option(Type.String({ pattern: '^[^?#\\s]*$' }), 'a URL path such as "/api"'),
   logLevel: option(as<RouteContextOptions['logLevel']>(Type.String({ minLength: 1 })), 'a log level such as "warn"'),
-  logSerializers: custom<RouteContextOptions['logSerializers'], RouteContextOptions['logSerializers']>((value, name) => {
-    if (value === undefined) return undefined
-    if (!isObject(value) || !Object.values(value).every((serializer) => typeof serializer === 'function')) {
-      fail(`${name} must be an object of functions, e.g. { res: (reply) => ({ statusCode: reply.statusCode }) }, got ${describeValue(value)}`)
-    }
-    if ('req' in value) {
-      fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })')
-    }
-    return value as RouteContextOptions['logSerializers']
-  })
+  logSerializers: custom<Serializers, Serializers>((value, name) => value === undefined || !('req' in serializers(value, name))
+    ? value as Serializers
+    : fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })'))
 }
 
 export interface LanggraphWebhooksOptions<
@@ -414,9 +386,7 @@ export const RUN_KEY_FIELDS: readonly RunWebhookField[] = ['run_id', 'status']
 /** Refuses, at registration, a feature that reads fields the server strips (`allowedFields` leaves out one of `needed`). */
 export function requireRunFields (allowedFields: readonly RunWebhookField[] | undefined, needed: readonly RunWebhookField[], feature: string): void {
   const missing = needed.filter((field) => allowedFields !== undefined && !allowedFields.includes(field))
-  if (missing.length > 0) {
-    fail(`${feature} reads ${needed.join(' and ')} from every webhook body, but allowedFields does not list ${missing.join(' or ')}: add ${missing.join(' and ')} to allowedFields and to the server's webhooks.allowed_fields`)
-  }
+  if (missing.length > 0) fail(`${feature} reads ${needed.join(' and ')} from every webhook body, but allowedFields does not list ${missing.join(' or ')}: add ${missing.join(' and ')} to allowedFields and to the server's webhooks.allowed_fields`)
 }
 
 /** Options that read fields of every body, or that do not combine, refused together. */
@@ -432,9 +402,8 @@ function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean
   if (queue === undefined) return
   if (queue.connection === undefined && redis === undefined) fail(`queue.connection is required: ${REDIS_FORMS} (or give it as the plugin's redis option)`)
   // The queue's Redis is the plugin's `redis`, or its own `queue.connection`: not two different ones.
-  if (queue.connection !== undefined && redis !== undefined && !('client' in queue.connection && 'client' in redis && queue.connection.client === redis.client)) {
-    fail('redis and queue.connection are both given: give Redis once, as redis, and leave queue.connection out')
-  }
+  const clients = [queue.connection, redis].map((spec) => spec === undefined || 'options' in spec ? spec : spec.client)
+  if (!clients.includes(undefined) && clients[0] !== clients[1]) fail('redis and queue.connection are both given: give Redis once, as redis, and leave queue.connection out')
   if (options.dedupe !== undefined) fail('dedupe and queue do not combine: with queue, the job key (run_id and status) already makes a duplicate a no-op; remove dedupe')
   if (ackGiven) fail('ack does not apply with queue: the route replies 202 once Redis stored the run, and workers run the listeners; remove ack')
   if (!options.redactToken) fail('redactToken: false does not combine with queue: jobs in Redis (and queue.failed()) must never hold the token')

@@ -16,15 +16,9 @@ export type { DeliveryTrace }
 const { name: NAME, version: VERSION } = createRequire(import.meta.url)('../package.json') as { name: string, version: string }
 const kTrace = Symbol('fastify-langgraph-webhooks trace')
 
-/** What telemetry reads of a queued job (a BullMQ job has these). */
+/** What telemetry reads of a queued job (a BullMQ job has these): its run, its trace context (`carrier()` when added), its attempt (1 the first). */
 export interface TracedJob {
-  readonly data: {
-    readonly run: RunWebhook<unknown>
-    readonly reconciled: boolean
-    /** The delivery's trace context (`carrier()` when the job was added). */
-    readonly trace?: Record<string, string>
-  }
-  /** 1 on the first attempt. */
+  readonly data: { readonly run: RunWebhook<unknown>, readonly reconciled: boolean, readonly trace?: Record<string, string> }
   readonly attemptsStarted: number
 }
 

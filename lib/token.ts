@@ -66,11 +66,9 @@ export function createTokenVerifier (tokens: string | readonly string[]): TokenV
     if (typeof candidate !== 'string') return false
     fixedForm(candidate, candidateForm)
     let matched = 0
-    for (let i = 0; i < forms.length; i++) {
-      // Number(), not `? 1 : 0`: a branch on each result would let branch
-      // prediction tell which token matched (test/token-fixed-form.test.ts).
-      matched |= Number(timingSafeEqual(candidateForm, forms[i]))
-    }
+    // Number(), not `? 1 : 0`: a branch on each result would let branch
+    // prediction tell which token matched (test/token-fixed-form.test.ts).
+    for (const form of forms) matched |= Number(timingSafeEqual(candidateForm, form))
     return matched === 1
   }
 }

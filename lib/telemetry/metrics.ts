@@ -1,4 +1,4 @@
-import { ValueType, type Counter, type Histogram, type Meter, type ObservableCallback } from '@opentelemetry/api'
+import { ValueType, type Histogram, type Meter, type ObservableCallback } from '@opentelemetry/api'
 import { RUN_STATUSES } from '../schemas.js'
 
 /** Span, metric and attribute names; docs/observability.md describes each. */
@@ -20,14 +20,9 @@ export const STATUS = 'langgraph.run.status'
 const SHORT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25]
 const LONG_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
 
-export interface Instruments {
-  deliveries: Counter
-  listenerDuration: Histogram
-  deliveryLag: Histogram
-  runDuration: Histogram
-}
+export type Instruments = ReturnType<typeof createInstruments>
 
-export function createInstruments (meter: Meter): Instruments {
+export function createInstruments (meter: Meter) {
   const histogram = (name: string, description: string, buckets: number[]): Histogram =>
     meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: buckets } })
   return {

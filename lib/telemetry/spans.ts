@@ -105,10 +105,7 @@ export class DeliveryTrace {
   /** The span stays open until `work` settles (listeners going on after the reply). */
   wait (work: Promise<unknown>): void {
     this.#pending++
-    const done = (): void => {
-      this.#pending--
-      this.#settle()
-    }
+    const done = (): void => { this.settled() }
     work.then(done, done)
   }
 
