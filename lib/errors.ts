@@ -39,18 +39,12 @@ export const TooManyWaitersError = error<[number]>('TOO_MANY_WAITERS', 'waitForR
 // Redis commands failing fast: Redis unreachable, too slow, or it answered an error.
 export const RedisDedupeStoreError = error<[string]>('REDIS_DEDUPE', 'Redis dedupe store: %s')
 /** A Redis operation of the run tracker or the waiters' relay failed. */
-export class RedisUnavailableError extends Error {
-  name = 'RedisUnavailableError'
-}
+export class RedisUnavailableError extends Error { name = 'RedisUnavailableError' }
 /** The queue's Redis did not store a job in time. */
-export class AddTimeoutError extends Error {
-  name = 'AddTimeoutError'
-}
+export class AddTimeoutError extends Error { name = 'AddTimeoutError' }
 
 /** A misused call of the plugin's API (an argument of the wrong kind): a TypeError that carries a code. */
-export class InvalidArgumentError extends TypeError {
-  readonly code = 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT'
-}
+export class InvalidArgumentError extends TypeError { readonly code = 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT' }
 
 /** One property of a thrown value; a throwing getter or a revoked Proxy reads as undefined. */
 function read (value: unknown, key: string): string | undefined {

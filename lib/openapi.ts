@@ -22,12 +22,7 @@ function schemesOf (source: TokenSource, defined: Record<string, { type?: unknow
 const ErrorReply = {
   type: 'object',
   required: ['statusCode', 'error', 'message'],
-  properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string', description: 'The plugin\'s error code, e.g. FST_LANGGRAPH_WEBHOOKS_INVALID_RUN' },
-    error: { type: 'string' },
-    message: { type: 'string' }
-  }
+  properties: { statusCode: { type: 'integer' }, code: { type: 'string', description: 'The plugin\'s error code, e.g. FST_LANGGRAPH_WEBHOOKS_INVALID_RUN' }, error: { type: 'string' }, message: { type: 'string' } }
 }
 
 const errorReply = (description: string, headers?: Record<string, unknown>): Record<string, unknown> =>

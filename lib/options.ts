@@ -343,10 +343,7 @@ const OPTIONS = {
     : fail('logSerializers.req would replace the serializer that masks the token in the logged URL; give other serializers here, and for the host\'s own routes use serializeRequest from fastify-langgraph-webhooks: Fastify({ logger: { serializers: { req: serializeRequest } } })'))
 }
 
-export interface LanggraphWebhooksOptions<
-  Schema extends ValuesSchema | undefined = ValuesSchema | undefined,
-  Fields extends RunWebhookField = RunWebhookField
-> extends OptionsOf<Omit<typeof OPTIONS, 'onRun' | 'valuesSchema' | 'allowedFields' | 'prefix' | 'logLevel' | 'logSerializers'>> {
+export interface LanggraphWebhooksOptions<Schema extends ValuesSchema | undefined = ValuesSchema | undefined, Fields extends RunWebhookField = RunWebhookField> extends OptionsOf<Omit<typeof OPTIONS, 'onRun' | 'valuesSchema' | 'allowedFields' | 'prefix' | 'logLevel' | 'logSerializers'>> {
   /**
    * A listener subscribed at registration, as with `onRun(listener)`.
    * (Method syntax: options typed with a `valuesSchema` stay assignable to

@@ -1,4 +1,4 @@
-import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TObject, type TOptional, type TSchema, type TUnknown } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { InvalidRunError } from './errors.js'
 
@@ -28,6 +28,9 @@ const Id = Type.String({ minLength: 1 })
 // (that cannot fail) and this into one typeof check (bench/README.md).
 const OpenObject = Type.Unsafe<Record<string, unknown>>(Type.Object({}))
 
+/** Optional fields of any value: the plugin passes them on as they are. */
+const anything = <K extends string>(...keys: K[]) => Object.fromEntries(keys.map((key) => [key, Type.Optional(Type.Unknown())])) as Record<K, TOptional<TUnknown>>
+
 export const RunConfigSchema = Type.Object({
   configurable: Type.Optional(OpenObject),
   metadata: Type.Optional(OpenObject),
@@ -37,21 +40,16 @@ export const RunConfigSchema = Type.Object({
 
 /** The arguments the run was created with (`kwargs`). */
 export const RunKwargsSchema = Type.Object({
-  input: Type.Optional(Type.Unknown()),
-  command: Type.Optional(Type.Unknown()),
+  ...anything('input', 'command'),
   config: Type.Optional(RunConfigSchema),
-  context: Type.Optional(Type.Unknown()),
+  ...anything('context'),
   stream_mode: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()])),
   /** The webhook URL, token included unless the plugin redacted it. */
   webhook: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   temporary: Type.Optional(Type.Boolean()),
   subgraphs: Type.Optional(Type.Boolean()),
   resumable: Type.Optional(Type.Boolean()),
-  interrupt_before: Type.Optional(Type.Unknown()),
-  interrupt_after: Type.Optional(Type.Unknown()),
-  feedback_keys: Type.Optional(Type.Unknown()),
-  checkpoint_during: Type.Optional(Type.Unknown()),
-  durability: Type.Optional(Type.Unknown())
+  ...anything('interrupt_before', 'interrupt_after', 'feedback_keys', 'checkpoint_during', 'durability')
 })
 export type RunKwargs = Static<typeof RunKwargsSchema>
 
@@ -97,12 +95,10 @@ export const RunWebhookSchema = Type.Composite([
 ], { $id: 'LanggraphRunWebhook' })
 
 /** A run webhook whose `values` are of type `Values` (see the `valuesSchema` option). */
-export type RunWebhook<Values = Record<string, unknown>> =
-  Omit<Static<typeof RunWebhookSchema>, 'values'> & { values?: Values | null }
+export type RunWebhook<Values = Record<string, unknown>> = Omit<Static<typeof RunWebhookSchema>, 'values'> & { values?: Values | null }
 
 /** A run webhook narrowed to the statuses `S` (holding only the fields `Fields`, see `allowedFields`). */
-export type RunWebhookOf<S extends RunStatus, Values = Record<string, unknown>, Fields extends RunWebhookField = RunWebhookField> =
-  RunWebhookWith<Fields, Values> & { status: S }
+export type RunWebhookOf<S extends RunStatus, Values = Record<string, unknown>, Fields extends RunWebhookField = RunWebhookField> = RunWebhookWith<Fields, Values> & { status: S }
 
 /**
  * The top-level fields of a run webhook: the names the Python server's
@@ -118,8 +114,7 @@ export type RunWebhookField = (typeof RUN_WEBHOOK_FIELDS)[number]
  * A run webhook that holds only the fields `Fields` (the `allowedFields`
  * option), each as in `RunWebhook`; with every field, `RunWebhook` itself.
  */
-export type RunWebhookWith<Fields extends RunWebhookField, Values = Record<string, unknown>> =
-  [RunWebhookField] extends [Fields] ? RunWebhook<Values> : Pick<RunWebhook<Values>, Fields>
+export type RunWebhookWith<Fields extends RunWebhookField, Values = Record<string, unknown>> = [RunWebhookField] extends [Fields] ? RunWebhook<Values> : Pick<RunWebhook<Values>, Fields>
 
 /**
  * The body schema when the server keeps only `fields`: those keep their

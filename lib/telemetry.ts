@@ -23,25 +23,7 @@ export interface TracedJob {
 }
 
 type Dispatch = Pick<RunListeners, 'dispatch'>
-
-export interface Telemetry {
-  /** Prepares the route's context: requests carry their span, and errors are recorded on it. */
-  instrument (route: FastifyInstance): void
-  /** Gives a request to the route its span; the route's first step, so that refused requests have one too. */
-  start (request: FastifyRequest, reply: FastifyReply): void
-  /** The delivery's trace: its request's, or one of its own (a reconciled run); none without an SDK. */
-  trace (request: FastifyRequest | undefined): DeliveryTrace | undefined
-  /** Runs `work` inside the trace's context, so that the listeners' spans are its children. */
-  within<T> (trace: DeliveryTrace, work: () => Promise<T>): Promise<T>
-  /** The listeners, timed; a failure is recorded on the delivery's span. */
-  timed (listeners: Dispatch): Dispatch
-  /** The active trace context as propagation headers, to store in a job; undefined when there is none. */
-  carrier (): Record<string, string> | undefined
-  /** A queue worker's processing of a job: a span linked to the delivery's, the listeners inside it. */
-  processing<J extends TracedJob> (process: (job: J) => Promise<void>): (job: J) => Promise<void>
-  /** Observable gauges of a queue's jobs by state (waiting, active, failed, ...); returns the function that stops them. */
-  observeQueue<State extends string> (name: string, counts: () => Promise<Record<State, number>>): () => void
-}
+export type Telemetry = ReturnType<typeof createTelemetry>
 
 /** The no-op providers' class names, the same in every version of the API: no SDK is registered. */
 const NOOP = /^Noop(Tracer|Meter)Provider$/
@@ -52,7 +34,7 @@ function registered (provider: object): boolean {
   return !NOOP.test(delegate.constructor.name)
 }
 
-export function createTelemetry (): Telemetry {
+export function createTelemetry () {
   let meterProvider: MeterProvider | undefined
   let instruments: Instruments | undefined
 
@@ -65,6 +47,12 @@ export function createTelemetry (): Telemetry {
       instruments = createInstruments(provider.getMeter(NAME, VERSION))
     }
     return { tracer: trace.getTracer(NAME, VERSION), instruments: instruments! }
+  }
+
+  /** A delivery's trace under `parent()`; without an SDK, none, and the parent is not looked up. */
+  function open (name: string, attributes: Attributes, kind: ConstructorParameters<typeof DeliveryTrace>[5], parent = () => context.active()): DeliveryTrace | undefined {
+    const on = current()
+    return on === undefined ? undefined : new DeliveryTrace(on.tracer, on.instruments, name, parent(), attributes, kind)
   }
 
   async function timedDispatch (listeners: Dispatch, instruments: Instruments, ...args: Parameters<Dispatch['dispatch']>): Promise<void> {
@@ -82,7 +70,8 @@ export function createTelemetry (): Telemetry {
   }
 
   return {
-    instrument (route) {
+    /** Prepares the route's context: requests carry their span, and errors are recorded on it. */
+    instrument (route: FastifyInstance): void {
       route.decorateRequest(kTrace, null)
       route.addHook('onError', (request, _reply, error: FastifyError, done) => {
         (request as { [kTrace]?: DeliveryTrace | null })[kTrace]?.failed(error)
@@ -90,48 +79,48 @@ export function createTelemetry (): Telemetry {
       })
     },
 
-    start (request, reply) {
-      const on = current()
-      if (on === undefined) return
-      let parent = context.active()
-      // Without an instrumentation above us, a caller's traceparent still counts.
-      if (trace.getSpan(parent) === undefined) parent = propagation.extract(parent, request.headers)
-      const traced = new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.receiveSpan, parent, { 'http.request.method': request.method, 'http.route': request.routeOptions.url }, 'request')
+    /** Gives a request to the route its span; the route's first step, so that refused requests have one too. */
+    start (request: FastifyRequest, reply: FastifyReply): void {
+      const traced = open(TELEMETRY_NAMES.receiveSpan, { 'http.request.method': request.method, 'http.route': request.routeOptions.url }, 'request', () => {
+        const active = context.active()
+        // Without an instrumentation above us, a caller's traceparent still counts.
+        return trace.getSpan(active) === undefined ? propagation.extract(active, request.headers) : active
+      })
+      if (traced === undefined) return
       ;(request as { [kTrace]?: DeliveryTrace })[kTrace] = traced
       // Once, whatever happened: the reply sent, the sender gone, the socket timed out.
       reply.raw.once('close', () => { traced.replied(reply.raw.writableEnded ? reply.statusCode : undefined) })
     },
 
-    trace (request) {
-      if (request !== undefined) return (request as { [kTrace]?: DeliveryTrace | null })[kTrace]?.begin()
-      const on = current()
-      return on === undefined ? undefined : new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.deliverSpan, context.active(), {}, 'own').begin()
-    },
+    /** The delivery's trace: its request's, or one of its own (a reconciled run); none without an SDK. */
+    trace: (request: FastifyRequest | undefined): DeliveryTrace | undefined => request !== undefined
+      ? (request as { [kTrace]?: DeliveryTrace | null })[kTrace]?.begin()
+      : open(TELEMETRY_NAMES.deliverSpan, {}, 'own')?.begin(),
 
-    within: (traced, work) => context.with(traced.context, work),
+    /** Runs `work` inside the trace's context, so that the listeners' spans are its children. */
+    within: <T>(traced: DeliveryTrace, work: () => Promise<T>): Promise<T> => context.with(traced.context, work),
 
-    timed: (listeners) => ({
+    /** The listeners, timed; a failure is recorded on the delivery's span. */
+    timed: (listeners: Dispatch): Dispatch => ({
       dispatch (run, runContext) {
         const on = current()
         return on === undefined ? listeners.dispatch(run, runContext) : timedDispatch(listeners, on.instruments, run, runContext)
       }
     }),
 
-    carrier () {
+    /** The active trace context as propagation headers, to store in a job; undefined when there is none. */
+    carrier (): Record<string, string> | undefined {
       const carrier: Record<string, string> = {}
       propagation.inject(context.active(), carrier)
       return Object.keys(carrier).length === 0 ? undefined : carrier
     },
 
-    processing: (process) => async function processing (job) {
-      const on = current()
-      if (on === undefined) return await process(job)
-      const { run, reconciled, trace: carried } = job.data
-      // Linked, not a child: the delivery's trace ended with its 202.
-      const delivery = carried === undefined ? undefined : trace.getSpanContext(propagation.extract(ROOT_CONTEXT, carried))
-      const links = delivery === undefined ? [] : [{ context: delivery }]
-      const traced = new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.processSpan, context.active(), { 'langgraph.run.attempt': job.attemptsStarted }, { links })
-      traced.run(run, reconciled)
+    /** A queue worker's processing of a job: a span linked to the delivery's (whose trace ended with its 202), the listeners inside it. */
+    processing: <J extends TracedJob>(process: (job: J) => Promise<void>) => async function processing (job: J): Promise<void> {
+      const carried = job.data.trace === undefined ? undefined : trace.getSpanContext(propagation.extract(ROOT_CONTEXT, job.data.trace))
+      const traced = open(TELEMETRY_NAMES.processSpan, { 'langgraph.run.attempt': job.attemptsStarted }, { links: carried === undefined ? [] : [{ context: carried }] })
+      if (traced === undefined) return await process(job)
+      traced.run(job.data.run, job.data.reconciled)
       try {
         await context.with(traced.context, process, undefined, job)
         traced.delivered('delivered')
@@ -143,6 +132,8 @@ export function createTelemetry (): Telemetry {
       }
     },
 
-    observeQueue: (name, counts) => observeQueue(metrics.getMeter(NAME, VERSION), name, counts)
+    /** Observable gauges of a queue's jobs by state (waiting, active, failed, ...); returns the function that stops them. */
+    observeQueue: <State extends string>(name: string, counts: () => Promise<Record<State, number>>): () => void =>
+      observeQueue(metrics.getMeter(NAME, VERSION), name, counts)
   }
 }

@@ -10,9 +10,7 @@ import { describe } from './schemas.js'
  * here as the spec recommends, so that neither we nor our users need a
  * package for it. Zod 3.24+, Valibot 1, ArkType 2 and others implement it.
  */
-export interface StandardSchemaV1<Input = unknown, Output = Input> {
-  readonly '~standard': StandardSchemaV1.Props<Input, Output>
-}
+export interface StandardSchemaV1<Input = unknown, Output = Input> { readonly '~standard': StandardSchemaV1.Props<Input, Output> }
 
 // The spec's own shape: users write `StandardSchemaV1.InferOutput<typeof schema>`.
 export declare namespace StandardSchemaV1 {
@@ -33,9 +31,7 @@ export declare namespace StandardSchemaV1 {
 }
 
 /** A TypeBox 1.x schema (the `typebox` package), known by the `~kind` every one of its types carries. */
-export interface TypeBoxSchema {
-  readonly '~kind': string
-}
+export interface TypeBoxSchema { readonly '~kind': string }
 
 /** What `valuesSchema` accepts: TypeBox 0.34 (`@sinclair/typebox`), TypeBox 1.x (`typebox`), or a Standard Schema v1 validator. */
 export type ValuesSchema = TSchema | TypeBoxSchema | StandardSchemaV1
@@ -70,12 +66,6 @@ export function valuesSchemaKind (schema: unknown): ValuesSchemaKind | undefined
   return undefined
 }
 
-interface TypeBox1Validator {
-  Check (value: unknown): boolean
-  Errors (value: unknown): Array<{ keyword: string, instancePath: string, params: Record<string, unknown>, message: string }>
-  Decode (value: unknown): unknown
-}
-
 /**
  * Builds the validator of a `valuesSchema` with its own library. TypeBox 1.x
  * is loaded only when such a schema is given: it is the user's dependency.
@@ -99,7 +89,7 @@ export async function createValuesValidator (schema: ValuesSchema): Promise<Valu
   } catch (error) {
     throw new InvalidOptionError(`valuesSchema is a TypeBox 1.x schema, validated with the typebox package itself, which could not be loaded (${(error as Error).message}): npm install typebox`)
   }
-  const validator: TypeBox1Validator = typebox[0].Compile(schema)
+  const validator = typebox[0].Compile(schema)
   // Codecs turn the wire form into another (a Date from a string): listeners get the decoded form.
   const decode = typebox[1].HasCodec(schema)
   return (values) => validator.Check(values) ? { value: decode ? validator.Decode(values) : values } : { issues: describeTypeBox1(validator.Errors(values)) }
@@ -111,17 +101,14 @@ function describeIssue (issue: StandardSchemaV1.Issue): string {
   return `${['values', ...path].join('.')}: ${issue.message.replace(/^[A-Z](?![A-Z])/, (first) => first.toLowerCase())}`
 }
 
-function describeTypeBox1 (errors: ReturnType<TypeBox1Validator['Errors']>): string[] {
+function describeTypeBox1 (errors: Array<{ keyword: string, instancePath: string, params: object, message: string }>): string[] {
   // A union reports each branch's failure, then its own at the same path:
   // the last word on a field is the one kept.
   const lines = new Map<string, string>()
   for (const error of errors) {
     const field = 'values' + error.instancePath.replaceAll('/', '.')
-    if (error.keyword === 'required') {
-      for (const key of error.params.requiredProperties as string[]) lines.set(`${field}.${key}`, `${field}.${key} is required`)
-    } else {
-      lines.set(field, `${field}: ${error.message}`)
-    }
+    if (error.keyword !== 'required') lines.set(field, `${field}: ${error.message}`)
+    else for (const key of (error.params as { requiredProperties: string[] }).requiredProperties) lines.set(`${field}.${key}`, `${field}.${key} is required`)
   }
   return [...lines.values()]
 }

@@ -35,14 +35,11 @@ export function createInstruments (meter: Meter) {
 
 /** What the sender was told, by error code; the status code decides for the others. */
 export const OUTCOME_OF_CODE: ReadonlyMap<string | undefined, string> = new Map([
-  ['FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED', 'unauthorized'], ['FST_LANGGRAPH_WEBHOOKS_INVALID_RUN', 'invalid'],
-  ['FST_LANGGRAPH_WEBHOOKS_STALE_DELIVERY', 'stale'], ['FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_ENCODING', 'unsupported'],
-  ['FST_LANGGRAPH_WEBHOOKS_UNSUPPORTED_MEDIA_TYPE', 'unsupported'], ['FST_ERR_CTP_INVALID_MEDIA_TYPE', 'unsupported'],
-  ['FST_LANGGRAPH_WEBHOOKS_METHOD_NOT_ALLOWED', 'method_not_allowed'], ['FST_ERR_CTP_BODY_TOO_LARGE', 'too_large'],
-  ['FST_LANGGRAPH_WEBHOOKS_LISTENER_FAILED', 'listener_failed'], ['FST_LANGGRAPH_WEBHOOKS_LISTENER_TIMEOUT', 'timed_out'],
-  ['FST_LANGGRAPH_WEBHOOKS_IN_FLIGHT', 'in_flight'], ['FST_LANGGRAPH_WEBHOOKS_DEDUPE_UNAVAILABLE', 'store_unavailable'],
-  ['FST_LANGGRAPH_WEBHOOKS_QUEUE_UNAVAILABLE', 'queue_unavailable'], ['FST_LANGGRAPH_WEBHOOKS_SHUTTING_DOWN', 'shutting_down']
-])
+  ['UNAUTHORIZED', 'unauthorized'], ['INVALID_RUN', 'invalid'], ['STALE_DELIVERY', 'stale'], ['UNSUPPORTED_ENCODING', 'unsupported'],
+  ['UNSUPPORTED_MEDIA_TYPE', 'unsupported'], ['METHOD_NOT_ALLOWED', 'method_not_allowed'], ['LISTENER_FAILED', 'listener_failed'],
+  ['LISTENER_TIMEOUT', 'timed_out'], ['IN_FLIGHT', 'in_flight'], ['DEDUPE_UNAVAILABLE', 'store_unavailable'],
+  ['QUEUE_UNAVAILABLE', 'queue_unavailable'], ['SHUTTING_DOWN', 'shutting_down']
+].map(([code, outcome]): [string, string] => [`FST_LANGGRAPH_WEBHOOKS_${code}`, outcome]).concat([['FST_ERR_CTP_INVALID_MEDIA_TYPE', 'unsupported'], ['FST_ERR_CTP_BODY_TOO_LARGE', 'too_large']]))
 const OUTCOME_OF_STATUS: Readonly<Record<number, string>> = { 400: 'invalid', 401: 'unauthorized', 405: 'method_not_allowed', 413: 'too_large', 415: 'unsupported' }
 
 export function outcomeOf (statusCode: number | undefined, code: string | undefined): string {

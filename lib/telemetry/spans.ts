@@ -105,14 +105,11 @@ export class DeliveryTrace {
   /** The span stays open until `work` settles (listeners going on after the reply). */
   wait (work: Promise<unknown>): void {
     this.#pending++
-    const done = (): void => { this.settled() }
-    work.then(done, done)
+    work.then(() => { this.settled() }, () => { this.settled() })
   }
 
   /** The listeners timed out: the span ends with the reply, whatever they do later. */
-  abandon (): void {
-    this.#abandoned = true
-  }
+  abandon (): void { this.#abandoned = true }
 
   /** A delivery began: the span stays open until it settles. */
   begin (): this {
