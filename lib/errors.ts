@@ -46,7 +46,7 @@ export class AddTimeoutError extends Error { name = 'AddTimeoutError' }
 /** A misused call of the plugin's API (an argument of the wrong kind): a TypeError that carries a code. */
 export class InvalidArgumentError extends TypeError { readonly code = 'FST_LANGGRAPH_WEBHOOKS_INVALID_ARGUMENT' }
 
-/** One property of a thrown value; a throwing getter or a revoked Proxy reads as undefined. */
+/** One property of a thrown value; a throwing getter, a revoked Proxy or null reads as undefined. */
 function read (value: unknown, key: string): string | undefined {
   try {
     const property = (value as Record<string, unknown>)[key]
@@ -60,17 +60,13 @@ function read (value: unknown, key: string): string | undefined {
  * can read it safely.
  */
 export function describeError (value: unknown): Error {
-  const object = (typeof value === 'object' && value !== null) || typeof value === 'function'
-  const name = (object ? read(value, 'name') : undefined) ?? 'Error'
-  let message = object ? read(value, 'message') : undefined
+  const name = read(value, 'name') ?? 'Error'
+  let message = read(value, 'message')
   try {
     message ??= String(value)
   } catch {
     message = '[unprintable value]'
   }
-  const described = new Error(message)
-  described.name = name
   // Not this function's frames: they would point at the wrong place.
-  described.stack = (object ? read(value, 'stack') : undefined) ?? `${name}: ${message}`
-  return described
+  return Object.assign(new Error(message), { name, stack: read(value, 'stack') ?? `${name}: ${message}` })
 }

@@ -63,23 +63,11 @@ export function createSwaggerTransform (openapi: ResolvedOpenApi, sources: reado
     // Alternatives: either source authenticates. A scheme the document lacks
     // would make it invalid, so only the defined ones are named.
     const security = sources.flatMap((source) => schemesOf(source, defined)).filter((name) => name in defined).map((name) => ({ [name]: [] }))
-    return {
-      url,
-      schema: {
-        ...schema,
-        summary: openapi.summary,
-        description: openapi.description,
-        tags: openapi.tags,
-        consumes: ['application/json', 'text/plain'],
-        response: RESPONSES,
-        ...(security.length > 0 ? { security } : {}),
-        ...(openapi.hide ? { hide: true } : {})
-      }
-    }
+    const { summary, description, tags, hide } = openapi
+    const documented = { summary, description, tags, consumes: ['application/json', 'text/plain'], response: RESPONSES }
+    return { url, schema: { ...schema, ...documented, ...(security.length > 0 ? { security } : {}), ...(hide ? { hide } : {}) } }
   }
 }
 
 /** The transform of a route the document leaves out. */
-export function hiddenFromSwagger ({ schema, url }: SwaggerTransformInput): { schema: Record<string, unknown>, url: string } {
-  return { url, schema: { ...schema, hide: true } }
-}
+export const hiddenFromSwagger = ({ schema, url }: SwaggerTransformInput): { schema: Record<string, unknown>, url: string } => ({ url, schema: { ...schema, hide: true } })

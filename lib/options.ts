@@ -62,7 +62,6 @@ const required = <In, Out>(resolve: Option<In, Out>['resolve']): Option<In, Out>
 const MS = ' of milliseconds'
 const positiveInteger = <F extends number | undefined>(fallback: F, unit = ''): Option<number, number | F> =>
   option(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), `a positive integer${unit}`, fallback, ' (convert it first, e.g. Number(process.env.X))')
-const string = (fallback: string) => option(Type.String(), 'a string', fallback)
 const boolean = (fallback: boolean) => option(Type.Boolean(), 'a boolean', fallback)
 
 /**
@@ -163,9 +162,9 @@ export function dedupeIn (dedupe: ResolvedDedupe | undefined, redis: RedisConnec
 /** How the route appears in an OpenAPI document made by `@fastify/swagger`. */
 const OPENAPI = {
   /** Default `Receive a LangGraph run webhook`. */
-  summary: string('Receive a LangGraph run webhook'),
+  summary: option(Type.String(), 'a string', 'Receive a LangGraph run webhook'),
   /** Default: a paragraph on what the route does and how it authenticates. */
-  description: string('The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
+  description: option(Type.String(), 'a string', 'The LangGraph server POSTs a run here when it ends (the run\'s `webhook`), as `application/json` or ' +
     '`text/plain`. The webhook token is checked before the body is read, from `?token=` or `Authorization: Bearer`. ' +
     'A 5xx or a timeout asks the sender to retry; a 4xx does not.'),
   /** Default `['langgraph']`. */
@@ -258,12 +257,8 @@ export type ResolvedQueue = Omit<Resolved<typeof QUEUE>, 'connection'> & { conne
 const WORKER = {
   /** The queue's Redis, as given to the plugin: an ioredis client (stays yours), ioredis options or a redis:// URL. */
   connection: required<RedisClientLike | object | string, RedisSpec>(resolveRedis),
-  /** The queue's name; the same as the plugin's `queue.name`. Default `langgraph-webhooks`. */
-  name: queueName,
-  /** How many runs this worker handles at a time. Default 8. */
-  concurrency: positiveInteger(8),
-  /** How long this worker's claim on a run lasts without renewal; use the web process's `queue.lockMs`. Default 30 000 ms. */
-  lockMs: positiveInteger(30_000, MS),
+  // The queue's name, how many runs this worker handles at a time, how long its claim on a run lasts: as the plugin's `queue` says.
+  ...{ name: QUEUE.name, concurrency: QUEUE.concurrency, lockMs: QUEUE.lockMs },
   /** Where the worker and the listeners' `log` write. Default: pino's JSON lines on stdout, info and above. */
   logger: option(as<FastifyBaseLogger>(Type.Object({})), 'a pino or Fastify logger'),
   /** A listener subscribed at creation, as with `onRun(listener)`. */
@@ -386,16 +381,16 @@ export function requireRunFields (allowedFields: readonly RunWebhookField[] | un
   if (missing.length > 0) fail(`${feature} reads ${needed.join(' and ')} from every webhook body, but allowedFields does not list ${missing.join(' or ')}: add ${missing.join(' and ')} to allowedFields and to the server's webhooks.allowed_fields`)
 }
 
+/** What each feature reads from every body. */
+const READS: ReadonlyArray<['dedupe' | 'maxAgeMs' | 'valuesSchema' | 'langgraph' | 'queue', readonly RunWebhookField[]]> = [
+  ['dedupe', RUN_KEY_FIELDS], ['maxAgeMs', ['webhook_sent_at']], ['valuesSchema', ['values']], ['langgraph', ['run_id']], ['queue', RUN_KEY_FIELDS]
+]
+
 /** Options that read fields of every body, or that do not combine, refused together. */
 function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean): void {
   const { allowedFields, queue, redis } = options
-  if (options.dedupe !== undefined) requireRunFields(allowedFields, RUN_KEY_FIELDS, 'dedupe')
-  if (options.maxAgeMs !== undefined) requireRunFields(allowedFields, ['webhook_sent_at'], 'maxAgeMs')
-  if (options.valuesSchema !== undefined) requireRunFields(allowedFields, ['values'], 'valuesSchema')
-  if (options.langgraph !== undefined) {
-    requireRunFields(allowedFields, ['run_id'], 'langgraph')
-    if (!options.tokenSources.includes('query')) fail('langgraph needs tokenSources to include "query": a LangGraph server sends the token in the webhook URL')
-  }
+  for (const [feature, needed] of READS) if (options[feature] !== undefined) requireRunFields(allowedFields, needed, feature)
+  if (options.langgraph !== undefined && !options.tokenSources.includes('query')) fail('langgraph needs tokenSources to include "query": a LangGraph server sends the token in the webhook URL')
   if (queue === undefined) return
   if (queue.connection === undefined && redis === undefined) fail(`queue.connection is required: ${REDIS_FORMS} (or give it as the plugin's redis option)`)
   // The queue's Redis is the plugin's `redis`, or its own `queue.connection`: not two different ones.
@@ -404,7 +399,6 @@ function checkCombinations (options: Resolved<typeof OPTIONS>, ackGiven: boolean
   if (options.dedupe !== undefined) fail('dedupe and queue do not combine: with queue, the job key (run_id and status) already makes a duplicate a no-op; remove dedupe')
   if (ackGiven) fail('ack does not apply with queue: the route replies 202 once Redis stored the run, and workers run the listeners; remove ack')
   if (!options.redactToken) fail('redactToken: false does not combine with queue: jobs in Redis (and queue.failed()) must never hold the token')
-  requireRunFields(allowedFields, RUN_KEY_FIELDS, 'queue')
 }
 
 /** Validates the options without touching the caller's object. */

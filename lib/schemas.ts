@@ -17,10 +17,7 @@ export type MultitaskStrategy = Static<typeof MultitaskStrategySchema>
 // A pattern rather than `format: 'date-time'`: it needs no format registry
 // (TypeBox's is global) and means the same under Ajv. JS sends
 // `2026-11-28T06:52:05.263Z`, Python `2026-11-28T06:52:05.263118+00:00`.
-const DateTime = Type.String({
-  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(?:\\.\\d{1,9})?(?:Z|[+-]\\d{2}:\\d{2})$',
-  description: 'ISO 8601 date-time, ending in Z or an offset such as +00:00'
-})
+const DateTime = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(?:\\.\\d{1,9})?(?:Z|[+-]\\d{2}:\\d{2})$', description: 'ISO 8601 date-time, ending in Z or an offset such as +00:00' })
 const Id = Type.String({ minLength: 1 })
 // Any object, typed as a record. Declared as an object without properties
 // rather than `Type.Record(Type.String(), Type.Unknown())`: both accept the

@@ -4,7 +4,7 @@
 // here the binding, the route's hooks and the propagation to queued jobs.
 import { createRequire } from 'node:module'
 import { context, metrics, propagation, ROOT_CONTEXT, trace, type Attributes, type MeterProvider, type Tracer } from '@opentelemetry/api'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RunListeners } from './listeners.js'
 import type { RunWebhook } from './schemas.js'
 import { boundedStatus, createInstruments, observeQueue, STATUS, TELEMETRY_NAMES, type Instruments } from './telemetry/metrics.js'
@@ -28,11 +28,9 @@ export type Telemetry = ReturnType<typeof createTelemetry>
 /** The no-op providers' class names, the same in every version of the API: no SDK is registered. */
 const NOOP = /^Noop(Tracer|Meter)Provider$/
 
-function registered (provider: object): boolean {
-  // The trace API hands out a proxy; what it delegates to tells.
-  const delegate = (provider as { getDelegate?: () => object }).getDelegate?.() ?? provider
-  return !NOOP.test(delegate.constructor.name)
-}
+// The trace API hands out a proxy; what it delegates to tells.
+const registered = (provider: object): boolean => !NOOP.test(((provider as { getDelegate?: () => object }).getDelegate?.() ?? provider).constructor.name)
+const traceOf = (request: FastifyRequest): DeliveryTrace | null | undefined => (request as { [kTrace]?: DeliveryTrace | null })[kTrace]
 
 export function createTelemetry () {
   let meterProvider: MeterProvider | undefined
@@ -73,10 +71,7 @@ export function createTelemetry () {
     /** Prepares the route's context: requests carry their span, and errors are recorded on it. */
     instrument (route: FastifyInstance): void {
       route.decorateRequest(kTrace, null)
-      route.addHook('onError', (request, _reply, error: FastifyError, done) => {
-        (request as { [kTrace]?: DeliveryTrace | null })[kTrace]?.failed(error)
-        done()
-      })
+      route.addHook('onError', async (request, _reply, error) => { traceOf(request)?.failed(error) })
     },
 
     /** Gives a request to the route its span; the route's first step, so that refused requests have one too. */
@@ -94,7 +89,7 @@ export function createTelemetry () {
 
     /** The delivery's trace: its request's, or one of its own (a reconciled run); none without an SDK. */
     trace: (request: FastifyRequest | undefined): DeliveryTrace | undefined => request !== undefined
-      ? (request as { [kTrace]?: DeliveryTrace | null })[kTrace]?.begin()
+      ? traceOf(request)?.begin()
       : open(TELEMETRY_NAMES.deliverSpan, {}, 'own')?.begin(),
 
     /** Runs `work` inside the trace's context, so that the listeners' spans are its children. */

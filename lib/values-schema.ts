@@ -49,14 +49,12 @@ export type ValuesResult = { value: unknown } | { issues: string[] }
 /** One adapter per kind of schema behind this signature; a Standard Schema validator may answer asynchronously. */
 export type ValuesValidator = (values: unknown) => ValuesResult | Promise<ValuesResult>
 
-export type ValuesSchemaKind = 'typebox-0.34' | 'typebox-1' | 'standard-schema'
-
 export const ACCEPTED_VALUES_SCHEMAS = 'a TypeBox schema (@sinclair/typebox 0.34 or typebox 1.x), or a Standard Schema v1 validator (Zod 3.24+, Valibot, ArkType, ...)'
 
 const MAX_REPORTED_FIELDS = 5
 
 /** Which kind of schema this is, or `undefined` for anything else. */
-export function valuesSchemaKind (schema: unknown): ValuesSchemaKind | undefined {
+export function valuesSchemaKind (schema: unknown): 'typebox-0.34' | 'typebox-1' | 'standard-schema' | undefined {
   if (schema === null || (typeof schema !== 'object' && typeof schema !== 'function')) return undefined
   // ArkType's types are functions; Zod's and Valibot's are objects.
   const standard = (schema as Partial<StandardSchemaV1>)['~standard']

@@ -52,27 +52,17 @@ export function outcomeOf (statusCode: number | undefined, code: string | undefi
 
 // A status outside the known ones is counted as `other`: metric attributes stay bounded.
 const KNOWN_STATUSES: ReadonlySet<unknown> = new Set(RUN_STATUSES)
-export function boundedStatus (status: unknown): string | undefined {
-  return typeof status !== 'string' ? undefined : KNOWN_STATUSES.has(status) ? status : 'other'
-}
+export const boundedStatus = (status: unknown): string | undefined => typeof status !== 'string' ? undefined : KNOWN_STATUSES.has(status) ? status : 'other'
 
 /** Seconds between two instants in milliseconds; a sender's clock ahead of ours counts as 0. */
-export function seconds (fromMs: number, toMs: number): number | undefined {
-  const elapsed = (toMs - fromMs) / 1000
-  return Number.isFinite(elapsed) ? Math.max(0, elapsed) : undefined
-}
+export const seconds = (fromMs: number, toMs: number): number | undefined => Number.isFinite(toMs - fromMs) ? Math.max(0, (toMs - fromMs) / 1000) : undefined
 
 /** Observable gauges of a queue's jobs by state, one series per queue; returns the function that stops them. */
 export function observeQueue (meter: Meter, name: string, counts: () => Promise<Record<string, number>>): () => void {
   const gauge = meter.createObservableGauge(TELEMETRY_NAMES.queueJobs, { description: 'Jobs in the run webhook queue, by state', unit: '{job}', valueType: ValueType.INT })
   const observe: ObservableCallback = async (result) => {
-    let current: Record<string, number>
-    try {
-      current = await counts()
-    } catch {
-      // Redis unreachable: no new observation (the 503s and the logs say why).
-      return
-    }
+    // Redis unreachable: no new observation (the 503s and the logs say why).
+    const current = await counts().catch(() => ({}))
     for (const [state, count] of Object.entries(current)) result.observe(count, { 'messaging.destination.name': name, 'langgraph.webhook.queue.state': state })
   }
   gauge.addCallback(observe)

@@ -23,10 +23,8 @@ export class DeliveryTrace {
   readonly span: Span
   readonly context: Context
   readonly #instruments: Instruments
-  /** A job's run was counted when the route queued it. */
-  readonly #counted: boolean
-  /** Ended by the delivery alone: no request replies for it. */
-  readonly #own: boolean
+  /** A request's (replied to), one of its own (a reconciled run), or a job's (its run counted when the route queued it). */
+  readonly #kind: 'request' | 'own' | 'job'
   #status: string | undefined
   #outcome: string | undefined
   #code: string | undefined
@@ -47,8 +45,7 @@ export class DeliveryTrace {
     this.span = tracer.startSpan(name, { kind: spanKind, attributes, links: job ? kind.links : undefined }, parent)
     this.context = trace.setSpan(parent, this.span).setValue(DELIVERY_TRACE, this)
     this.#instruments = instruments
-    this.#counted = !job
-    this.#own = kind !== 'request'
+    this.#kind = job ? 'job' : kind
   }
 
   /** The run's attributes, and its delivery lag. */
@@ -120,7 +117,7 @@ export class DeliveryTrace {
   /** The delivery settled; a span of its own has no reply to wait for. */
   settled (): void {
     this.#pending--
-    if (this.#own) this.#replied = true
+    if (this.#kind !== 'request') this.#replied = true
     this.#settle()
   }
 
@@ -141,6 +138,6 @@ export class DeliveryTrace {
     if (this.#status !== undefined) attributes[STATUS] = this.#status
     // OpenTelemetry's fallback for an error type outside a known set.
     if (attributes[ERROR_TYPE] !== undefined && !OUTCOME_OF_CODE.has(this.#code)) attributes[ERROR_TYPE] = '_OTHER'
-    if (this.#counted) this.#instruments.deliveries.add(1, attributes)
+    if (this.#kind !== 'job') this.#instruments.deliveries.add(1, attributes)
   }
 }
