@@ -177,7 +177,7 @@ export type ResolvedOpenApi = Resolved<typeof OPENAPI>
 
 const LANGGRAPH = {
   /** A `@langchain/langgraph-sdk` `Client` (`new Client({ apiUrl })`). */
-  client: required(accept(as<LanggraphClient>(Type.Object({ runs: Type.Object({ create: Method, stream: Method, get: Method }), threads: Type.Object({ getState: Method }) })),
+  client: required<LanggraphClient, LanggraphClient>(accept(as<LanggraphClient>(Type.Object({ runs: Type.Object({ create: Method, stream: Method, get: Method }), threads: Type.Object({ getState: Method }) })),
     'a @langchain/langgraph-sdk Client: new Client({ apiUrl }) (npm install @langchain/langgraph-sdk)')),
   /**
    * The public URL of the webhook route, as the LangGraph server reaches it

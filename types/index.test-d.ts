@@ -21,6 +21,8 @@ await app.register(fastifyLanggraphWebhooks, { token: ['new', 'old'], path: '/ho
 expectError(app.register(langgraphWebhooks, {}))
 expectError(app.register(langgraphWebhooks, { token: 'x', ack: 'later' }))
 expectError(app.register(langgraphWebhooks, { token: 'x', tokenSources: ['cookie'] }))
+await app.register(langgraphWebhooks, { token: 'x', tokenSources: ['query', { header: 'x-webhook-token' }] })
+expectError(app.register(langgraphWebhooks, { token: 'x', tokenSources: [{ name: 'x-webhook-token' }] }))
 
 // A catch-all listener sees every status, known or future.
 const off = app.langgraphWebhooks.onRun((run, context) => {
@@ -71,6 +73,8 @@ await app.register(langgraphWebhooks, options)
 expectAssignable<RunWebhookOf<'success'>>({ ...buildRunWebhook(), status: 'success' as const })
 expectType<(candidate: unknown) => boolean>(createTokenVerifier(['a', 'b']))
 expectType<Promise<import('fastify').LightMyRequestResponse>>(deliverRun(app, buildRunWebhook(), { token: 'x' }))
+expectType<Promise<import('fastify').LightMyRequestResponse>>(deliverRun(app, buildRunWebhook(), { token: 'x', tokenSource: { header: 'x-webhook-token' } }))
+expectError(deliverRun(app, buildRunWebhook(), { token: 'x', tokenSource: 'cookie' }))
 
 // A store of your own: methods may be synchronous or async.
 const held = new Map<string, 'lease' | 'done'>()
