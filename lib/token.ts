@@ -37,13 +37,10 @@ const candidateForm = Buffer.alloc(COMPARED_LENGTH)
 function fixedForm (value: string, target: Buffer): Buffer {
   const length = Buffer.byteLength(value, 'utf8')
   target.fill(0)
-  if (length <= DIRECT_MAX) {
-    target.writeUInt16BE(length, 0)
-    target.write(value, 2, length, 'utf8')
-  } else {
-    target.writeUInt16BE(DIGEST_HEADER, 0)
-    hash('sha256', value, 'buffer').copy(target, 2)
-  }
+  const direct = length <= DIRECT_MAX
+  target.writeUInt16BE(direct ? length : DIGEST_HEADER, 0)
+  if (direct) target.write(value, 2, length, 'utf8')
+  else hash('sha256', value, 'buffer').copy(target, 2)
   return target
 }
 

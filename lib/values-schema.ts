@@ -113,9 +113,8 @@ function describeTypeBox1 (errors: Array<{ keyword: string, instancePath: string
 
 /** The lines of a 400, at most a few fields. */
 function summarize (issues: string[]): string {
-  const shown = issues.slice(0, MAX_REPORTED_FIELDS).join('; ')
   const more = issues.length - MAX_REPORTED_FIELDS
-  return more > 0 ? `${shown}; ${more} more field${more === 1 ? '' : 's'} failed` : shown
+  return issues.slice(0, MAX_REPORTED_FIELDS).join('; ') + (more > 0 ? `; ${more} more field${more === 1 ? '' : 's'} failed` : '')
 }
 
 /**
