@@ -47,10 +47,10 @@ export function createTelemetry () {
     return { tracer: trace.getTracer(NAME, VERSION), instruments: instruments! }
   }
 
-  /** A delivery's trace under `parent()`; without an SDK, none, and the parent is not looked up. */
-  function open (name: string, attributes: Attributes, kind: ConstructorParameters<typeof DeliveryTrace>[5], parent = () => context.active()): DeliveryTrace | undefined {
+  /** A delivery's trace in the active context; none without an SDK. */
+  function open (name: string, attributes: Attributes, kind: ConstructorParameters<typeof DeliveryTrace>[5]): DeliveryTrace | undefined {
     const on = current()
-    return on === undefined ? undefined : new DeliveryTrace(on.tracer, on.instruments, name, parent(), attributes, kind)
+    return on === undefined ? undefined : new DeliveryTrace(on.tracer, on.instruments, name, context.active(), attributes, kind)
   }
 
   async function timedDispatch (listeners: Dispatch, instruments: Instruments, ...args: Parameters<Dispatch['dispatch']>): Promise<void> {
@@ -76,12 +76,13 @@ export function createTelemetry () {
 
     /** Gives a request to the route its span; the route's first step, so that refused requests have one too. */
     start (request: FastifyRequest, reply: FastifyReply): void {
-      const traced = open(TELEMETRY_NAMES.receiveSpan, { 'http.request.method': request.method, 'http.route': request.routeOptions.url }, 'request', () => {
-        const active = context.active()
-        // Without an instrumentation above us, a caller's traceparent still counts.
-        return trace.getSpan(active) === undefined ? propagation.extract(active, request.headers) : active
-      })
-      if (traced === undefined) return
+      // Nothing is allocated without an SDK: the route's cost then is this look-up.
+      const on = current()
+      if (on === undefined) return
+      let parent = context.active()
+      // Without an instrumentation above us, a caller's traceparent still counts.
+      if (trace.getSpan(parent) === undefined) parent = propagation.extract(parent, request.headers)
+      const traced = new DeliveryTrace(on.tracer, on.instruments, TELEMETRY_NAMES.receiveSpan, parent, { 'http.request.method': request.method, 'http.route': request.routeOptions.url }, 'request')
       ;(request as { [kTrace]?: DeliveryTrace })[kTrace] = traced
       // Once, whatever happened: the reply sent, the sender gone, the socket timed out.
       reply.raw.once('close', () => { traced.replied(reply.raw.writableEnded ? reply.statusCode : undefined) })
