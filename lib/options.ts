@@ -249,7 +249,7 @@ const QUEUE = {
    * asynchronously, so a master lost right after a 202 can lose the run with
    * it. Default 0 (no wait).
    */
-  waitForReplicas: option<number>((value) => Number.isSafeInteger(value) && (value as number) >= 0, 'a non-negative integer', 0)
+  waitForReplicas: option(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), 'a non-negative integer', 0)
 }
 export interface QueueOptions extends OptionsOf<typeof QUEUE> {}
 export type ResolvedQueue = Omit<Resolved<typeof QUEUE>, 'connection'> & { connection: RedisSpec }
