@@ -284,7 +284,7 @@ t.test('the package ships its license and says where it lives', async (t) => {
 t.test('the bin, as npx runs it: send posts each sender\'s form to a running app, and says what went wrong', async (t) => {
   await binLinked
   const bin = join(consumer.dir, 'node_modules/.bin/fastify-langgraph-webhooks')
-  const { app } = await buildApp()
+  const { app } = await buildApp({ tokenSources: ['query', 'bearer', { header: 'x-webhook-token' }] })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/webhooks/langgraph`
@@ -294,18 +294,17 @@ t.test('the bin, as npx runs it: send posts each sender\'s form to a running app
 
   const port = await freePort()
   // One process a command line, all at once, as few as show each form: test/cli.test.ts goes through the rest in process.
-  const [js, python, refused, nobody, help] = await Promise.all([
+  const [js, python, header, refused, nobody, help] = await Promise.all([
     send(['send', url], { LANGGRAPH_WEBHOOK_TOKEN: token }),
     send(['send', url, '--sender', 'python', '--status', 'error', '--token-header', 'authorization', '--token', token]),
-    // Once tokenSources accepts { header: 'x-webhook-token' } (register the app with it), the same with:
-    // send(['send', url, '--sender', 'python', '--token-header', 'x-webhook-token', '--token', token]),
+    send(['send', url, '--sender', 'python', '--token-header', 'x-webhook-token', '--token', token]),
     send(['send', url, '--token', 'not-the-token']),
     send(['send', `http://127.0.0.1:${port}/webhooks/langgraph`, '--token', token]),
     send(['--help'])
   ])
-  for (const [form, reply] of Object.entries({ js, python })) {
+  for (const [form, reply] of Object.entries({ js, python, header })) {
     t.equal(reply.code, 0, form)
-    t.match(reply.stdout, new RegExp(`^POST ${url} as the ${form} server: run [0-9a-f-]{36} \\(\\w+\\)\\n204 No Content\\n$`), form)
+    t.match(reply.stdout, new RegExp(`^POST ${url} as the ${form === 'header' ? 'python' : form} server: run [0-9a-f-]{36} \\(\\w+\\)\\n204 No Content\\n$`), form)
   }
   t.equal(refused.code, 1)
   t.match(refused.stdout, /\n401 Unauthorized FST_LANGGRAPH_WEBHOOKS_UNAUTHORIZED: Missing or invalid webhook token\n$/)
