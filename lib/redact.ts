@@ -15,11 +15,17 @@ function isTokenKey (key: string): boolean {
 }
 
 /**
- * Where a query starts for Fastify's router (find-my-way): after the first
- * '?' or '#', or ';' with its useSemicolonDelimiter option. ';' is taken
- * whatever the option: masking more than the router reads is harmless.
+ * Where a query starts for Fastify's router (find-my-way), from `from` on:
+ * the first '?' or '#', or ';' with its useSemicolonDelimiter option. ';' is
+ * taken whatever the option: masking more than the router reads is harmless.
  */
-const QUERY_START = /[?#;]/
+function queryStart (url: string, from: number, end = url.length): number {
+  for (let i = from; i < end; i++) {
+    const c = url.charCodeAt(i)
+    if (c === 0x3f || c === 0x23 || c === 0x3b) return i
+  }
+  return -1
+}
 
 /**
  * Masks the value of every `token` query parameter in a URL, whatever its
@@ -29,36 +35,39 @@ const QUERY_START = /[?#;]/
  * end, parameters split on '&' only (a '#' inside a value is part of it).
  */
 export function maskTokenInUrl (url: string): string {
-  const query = url.search(QUERY_START)
+  const query = queryStart(url, 0)
   if (query === -1) return url
-  const params = url.slice(query + 1).split('&')
-  let masked = false
-  for (let i = 0; i < params.length; i++) {
-    const param = maskParam(params[i])
-    if (param === undefined) continue
-    params[i] = param
-    masked = true
+  // One pass over the parameters, copying only when one is masked.
+  let masked = ''
+  let copied = 0
+  for (let start = query + 1; start <= url.length;) {
+    let end = url.indexOf('&', start)
+    if (end === -1) end = url.length
+    const keyEnd = tokenKeyEnd(url, start, end)
+    if (keyEnd !== -1) {
+      masked += `${url.slice(copied, keyEnd)}=${MASK}`
+      copied = end
+    }
+    start = end + 1
   }
-  return masked ? url.slice(0, query + 1) + params.join('&') : url
+  return copied === 0 ? url : masked + url.slice(copied)
 }
 
 /**
- * The parameter masked from its token key to its end, or undefined when it
+ * The end of the token key in the parameter `url[start, end)`, or -1 when it
  * holds none. A key is looked for at its start and after every '?', '#' or
  * ';' in it: where the query starts when the router reads the URL otherwise
  * (`/p;a=1?token=T` without useSemicolonDelimiter).
  */
-function maskParam (param: string): string | undefined {
-  let at = 0
-  do {
-    const rest = param.slice(at)
-    const equals = rest.indexOf('=')
-    const key = equals === -1 ? rest : rest.slice(0, equals)
-    if (isTokenKey(key)) return `${param.slice(0, at)}${key}=${MASK}`
-    const next = rest.search(QUERY_START)
-    at = next === -1 ? -1 : at + next + 1
-  } while (at !== -1)
-  return undefined
+function tokenKeyEnd (url: string, start: number, end: number): number {
+  for (let at = start; at !== -1;) {
+    let equals = url.indexOf('=', at)
+    if (equals === -1 || equals > end) equals = end
+    if (equals - at >= 5 && isTokenKey(url.slice(at, equals))) return equals
+    const next = queryStart(url, at, end)
+    at = next === -1 ? -1 : next + 1
+  }
+  return -1
 }
 
 /** Masks the token that LangGraph echoes in `kwargs.webhook`, in place. */

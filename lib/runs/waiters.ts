@@ -107,14 +107,19 @@ export class RunWaiters {
     if (this.#closed || typeof run.run_id !== 'string') return
     const runId = run.run_id
     const waiters = this.#waiting.get(runId)
-    this.#waiting.delete(runId)
-    for (const waiter of waiters ?? []) waiter.resolve(run)
+    if (waiters !== undefined) {
+      this.#waiting.delete(runId)
+      for (const waiter of waiters) waiter.resolve(run)
+    }
     const { maxRemembered, maxRememberedBytes, rememberMs } = this.#limits
     bytes ??= sizeOf(run)
     if (bytes > maxRememberedBytes) return
-    this.#forget(runId)
     const remembered = this.#remembered
-    while (remembered.size > 0 && (remembered.size >= maxRemembered || this.#rememberedBytes + bytes > maxRememberedBytes)) this.#forget(remembered.first.key)
+    if (remembered.items.has(runId)) this.#forget(runId)
+    while (remembered.size > 0 && (remembered.size >= maxRemembered || this.#rememberedBytes + bytes > maxRememberedBytes)) {
+      this.#rememberedBytes -= (remembered.first as { value: Remembered }).value.bytes
+      remembered.evict()
+    }
     remembered.set(runId, { run, bytes, until: Date.now() + rememberMs })
     this.#rememberedBytes += bytes
   }
