@@ -1,10 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { AllowedFieldsMismatchError, AlreadyRegisteredError, QueueNotConfiguredError, ValuesSchemaMismatchError } from './errors.js'
+import { AllowedFieldsMismatchError, AlreadyRegisteredError, ValuesSchemaMismatchError } from './errors.js'
 import { RunListeners, type OnRun } from './listeners.js'
 import { dedupeIn, MIN_TOKEN_LENGTH, resolveOptions, type LanggraphWebhooksOptions } from './options.js'
-import { startQueue } from './queue/queue.js'
-import type { RunQueue } from './queue/queue.js'
+import { NO_QUEUE, startQueue, type RunQueue } from './queue/queue.js'
 import { createReceiver } from './receive.js'
 import { connectRedis } from './redis.js'
 import { registerRoute } from './route.js'
@@ -126,16 +125,6 @@ function sameFields (given: readonly unknown[], registered: readonly RunWebhookF
   return set.size === registered.length && registered.every((field) => set.has(field))
 }
 
-const notConfigured = async (): Promise<never> => { throw new QueueNotConfiguredError() }
-// A class: its `bullmq` getter lives on the prototype, so printing the decorator does not throw.
-class NoQueue implements RunQueue {
-  failed = notConfigured
-  retry = notConfigured
-  counts = notConfigured
-  get bullmq (): never { throw new QueueNotConfiguredError() }
-}
-const NO_QUEUE = new NoQueue()
-
 export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
   fastify: '5.x',
   name: 'fastify-langgraph-webhooks'
@@ -155,4 +144,4 @@ export type { StandardSchemaV1, TypeBoxSchema, ValuesOf, ValuesSchema } from './
 export type { LanggraphRuns } from './runs/index.js'
 export type { LanggraphClient, LanggraphRun, LanggraphStreamChunk, RunPayload } from './runs/reconcile.js'
 export type { WaitForRunOptions } from './runs/waiters.js'
-export type { RunQueue, FailedRun, QueueCounts } from './queue/queue.js'
+export type { RunQueue, FailedRun, QueueCounts, RetryFailedOptions, DeadLetterListener } from './queue/queue.js'

@@ -9,7 +9,7 @@
  * - `<prefix>{dedupe}:<run_id>:<status>`: a delivery's lease or its `done` mark.
  * - `<prefix>{runs}:run:<run_id>`, `{runs}:due`, `{runs}:claim:<run_id>`: tracked runs.
  * - `<prefix>{relay}:run:<run_id>` and the channel `<prefix>{relay}:delivered`: waiters' relay.
- * - `bull:<queue name>:…`: BullMQ's own keys for the queue's jobs; on a Redis
+ * - `bull:<queue name>:<run_id>.<status>` and BullMQ's other keys: the queue's jobs; on a Redis
  *   Cluster `{<queue name>}:<queue name>:…`, one slot for them all.
  *
  * Values from a body (`<run_id>`, `<status>`) are encoded with `encodeKeyPart`.
@@ -19,7 +19,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { MissingPeerError } from './errors.js'
 
 export type Bullmq = typeof import('bullmq')
-export interface Ioredis { Redis: typeof import('ioredis').Redis }
+interface Ioredis { Redis: typeof import('ioredis').Redis }
 
 export const DEFAULT_REDIS_PREFIX = 'langgraph-webhooks:'
 export const DEFAULT_REDIS_TIMEOUT_MS = 1000
@@ -33,10 +33,7 @@ export interface RedisConnection {
   timeoutMs: number
 }
 
-/**
- * An ioredis client (`new Redis(url)`), described by what the plugin uses of
- * it so that the plugin's types do not need ioredis installed.
- */
+/** An ioredis client (`new Redis(url)`), described by what the plugin uses of it, so that its types need no ioredis. */
 export interface RedisClientLike {
   readonly status: string
   duplicate(...args: any[]): RedisClientLike
@@ -46,9 +43,7 @@ export interface RedisClientLike {
 }
 
 /** How the plugin reaches Redis: the user's client, or options for clients of its own. */
-export type RedisSpec =
-  | { readonly client: RedisClientLike }
-  | { readonly options: Record<string, unknown> | string }
+export type RedisSpec = { readonly client: RedisClientLike } | { readonly options: Record<string, unknown> | string }
 
 // '%' (the escape itself), ':' (the separator of key parts), '.' (the
 // separator of job ids), '{' and '}' (Redis Cluster hash tags), and lone
@@ -61,41 +56,27 @@ const RESERVED = /[%:.{}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF]
  * value can reach into another part, another run's key or another feature's.
  */
 export function encodeKeyPart (value: string): string {
-  return value.replace(RESERVED, escapeChar)
-}
-
-function escapeChar (char: string): string {
-  const code = char.charCodeAt(0)
   // Lone surrogates get four digits behind a 'u', the rest two: decodable either way.
-  return code > 0xff ? `%u${code.toString(16).toUpperCase()}` : `%${code.toString(16).toUpperCase()}`
+  return value.replace(RESERVED, (char) => `%${char.charCodeAt(0) > 0xff ? 'u' : ''}${char.charCodeAt(0).toString(16).toUpperCase()}`)
 }
 
-/**
- * Settles as `operation` does, or rejects with `timedOut()` after
- * `timeoutMs`, whichever comes first: Redis calls fail fast rather than
- * hang a delivery. The timer never outlives the operation.
- */
+/** The job id of a run: one per run and status, so that a duplicate is a no-op; holding a '.', it never looks like an integer (which BullMQ refuses). */
+export function jobIdOf (runId: string, status: string): string {
+  return `${encodeKeyPart(runId)}.${encodeKeyPart(status)}`
+}
+
+/** Settles as `operation` does, or rejects with `timedOut()` after `timeoutMs`: Redis calls fail fast rather than hang. */
 export function withTimeout<T> (operation: Promise<T>, timeoutMs: number, timedOut: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    // After the I/O of this turn of the event loop: a reply that arrived while the process was busy still counts.
-    const timer = setTimeout(() => setImmediate(() => reject(timedOut())), timeoutMs)
-    operation.then((value) => {
-      clearTimeout(timer)
-      resolve(value)
-    }, (error: unknown) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-  })
+  let timer: NodeJS.Timeout | undefined
+  // After the I/O of this turn of the event loop: a reply that arrived while the process was busy still counts.
+  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => setImmediate(() => reject(timedOut())), timeoutMs) })
+  return Promise.race([operation, late]).finally(() => clearTimeout(timer))
 }
 
 /** Statuses in which ioredis would only queue a command: fail at once instead. */
 export const DISCONNECTED: ReadonlySet<string> = new Set(['reconnecting', 'close', 'end'])
 
-/**
- * A Redis command that fails at once while the client is disconnected, and
- * after `timeoutMs` otherwise; `failed` makes the error from a message.
- */
+/** A Redis command that fails at once while the client is disconnected, and after `timeoutMs` otherwise. */
 export function bounded<T> (client: Redis, timeoutMs: number, what: string, operation: () => Promise<T>, failed: (message: string) => Error): Promise<T> {
   if (DISCONNECTED.has(client.status)) return Promise.reject(failed(`Redis is unreachable (client ${client.status})`))
   return withTimeout(operation(), timeoutMs, () => failed(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
@@ -112,24 +93,13 @@ export function newOwner (): string {
 
 /** Loads an optional peer; a missing package becomes a registration error that says what to install. */
 export async function loadPeer<T> (name: string, option: string, importer: () => Promise<T>): Promise<T> {
-  try {
-    return await importer()
-  } catch (error) {
-    const code = (error as { code?: unknown }).code
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
-      throw new MissingPeerError(option, name, name)
-    }
-    throw error
-  }
+  return await importer().catch((error: { code?: unknown }) => {
+    throw error.code === 'ERR_MODULE_NOT_FOUND' || error.code === 'MODULE_NOT_FOUND' ? new MissingPeerError(option, name, name) : error
+  })
 }
 
-export function loadBullmq (): Promise<Bullmq> {
-  return loadPeer('bullmq', 'queue', () => import('bullmq'))
-}
-
-export function loadIoredis (): Promise<Ioredis> {
-  return loadPeer('ioredis', 'redis or queue.connection (options or a URL)', () => import('ioredis'))
-}
+export const loadBullmq = (): Promise<Bullmq> => loadPeer('bullmq', 'queue', () => import('bullmq'))
+const loadIoredis = (): Promise<Ioredis> => loadPeer('ioredis', 'redis or queue.connection (options or a URL)', () => import('ioredis'))
 
 function noop (): void {}
 
@@ -155,10 +125,7 @@ export function duplicateClient (client: Redis, options: RedisOptions): Redis {
   return (client as unknown as Cluster).duplicate([], { lazyConnect, redisOptions }) as unknown as Redis
 }
 
-/**
- * The Redis clients of one user of Redis: the user's client (which stays
- * theirs), or clients made from the given options (closed with `close`).
- */
+/** The Redis clients of one user of Redis: the user's client (which stays theirs), or clients made from options (closed by `close`). */
 export class RedisClients {
   /** The client that runs commands. */
   readonly client: Redis
@@ -166,13 +133,9 @@ export class RedisClients {
   /** The clients BullMQ's workers made for themselves: they close them, unless Redis stopped answering. */
   readonly #borrowed: Redis[] = []
 
-  constructor (spec: RedisSpec, ioredis: Ioredis | undefined) {
-    if ('client' in spec) {
-      this.client = spec.client as unknown as Redis
-    } else {
-      const options = spec.options
-      this.client = this.#own(typeof options === 'string' ? new ioredis!.Redis(options) : new ioredis!.Redis(options))
-    }
+  constructor (spec: RedisSpec, ioredis?: Ioredis) {
+    const options = 'options' in spec ? spec.options : undefined
+    this.client = options === undefined ? (spec as { client: Redis }).client : this.#own(typeof options === 'string' ? new ioredis!.Redis(options) : new ioredis!.Redis(options))
   }
 
   /** Clients for `spec`, loading ioredis when the plugin makes them. */
@@ -186,11 +149,7 @@ export class RedisClients {
     return client
   }
 
-  /**
-   * A client that never connects itself, for BullMQ's Worker to duplicate:
-   * blocking commands need `maxRetriesPerRequest: null`, and a worker must
-   * not block the client that stores jobs.
-   */
+  /** A client that never connects itself, for BullMQ's Worker to duplicate: blocking commands need `maxRetriesPerRequest: null`. */
   workerTemplate (): Redis {
     const template = this.#own(duplicateClient(this.client, { maxRetriesPerRequest: null, lazyConnect: true }))
     const duplicate = template.duplicate.bind(template)
@@ -202,43 +161,29 @@ export class RedisClients {
     return template
   }
 
-  /** Whether the clients of the workers are connected: closing them gracefully waits for Redis, which a lost connection never ends. */
+  /** Whether the workers' clients are connected: closing them gracefully waits for Redis, which a lost connection never ends. */
   workersConnected (): boolean {
     return this.#borrowed.every((client) => client.status === 'ready')
   }
 
-  /**
-   * Closes the clients made here; the user's client stays open. `answering`
-   * false (Redis did not let a worker close) drops them without a QUIT.
-   */
+  /** Closes the clients made here (the user's stays open); `answering` false (Redis did not let a worker close) drops them without a QUIT. */
   async close (answering = true): Promise<void> {
-    // A worker that closed has ended its clients already; one that could not
-    // waits for their end, which a stalled Redis never sends: end them here.
-    for (const client of this.#borrowed.splice(0)) {
-      client.disconnect()
-      client.stream?.destroy()
-    }
+    // A worker that could not close waits for its clients' end, which a stalled Redis never sends: end them here.
+    this.#borrowed.splice(0).forEach((client) => { client.disconnect(); client.stream?.destroy() })
     await Promise.all(this.#owned.splice(0).map(async (client) => {
-      // QUIT lets replies in flight arrive; a client that is not connected
-      // (never used, or Redis down) is just dropped, without waiting.
-      if (client.status !== 'ready' || !answering) return client.disconnect()
-      await withTimeout(client.quit(), 1000, () => new Error('QUIT took longer than 1000 ms')).catch(noop)
+      // QUIT lets replies in flight arrive; a client that is not connected (never used, or Redis down) is just dropped.
+      if (client.status === 'ready' && answering) await withTimeout(client.quit(), 1000, () => new Error('QUIT took longer than 1000 ms')).catch(noop)
       client.disconnect()
     }))
   }
 }
 
-/** The plugin's own Redis (without a queue); `close` closes what the plugin made. */
-export interface PluginRedis extends RedisConnection {
-  close(): Promise<void>
-}
-
 /**
  * The plugin's Redis without a queue: the `redis` option, else the Redis a
  * dedupe store tells (`createRedisDedupeStore`'s `store.redis`); none means
- * tracked runs and waiters stay in this process.
+ * tracked runs and waiters stay in this process. `close` closes what the plugin made.
  */
-export async function connectRedis (spec: RedisSpec | undefined, store: object | undefined): Promise<PluginRedis | undefined> {
+export async function connectRedis (spec: RedisSpec | undefined, store: object | undefined): Promise<(RedisConnection & { close(): Promise<void> }) | undefined> {
   if (spec !== undefined) {
     const clients = await RedisClients.connect(spec)
     return { client: clients.client, prefix: DEFAULT_REDIS_PREFIX, timeoutMs: DEFAULT_REDIS_TIMEOUT_MS, close: () => clients.close() }

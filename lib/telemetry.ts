@@ -7,7 +7,7 @@ import { context, metrics, propagation, ROOT_CONTEXT, trace, type Attributes, ty
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RunListeners } from './listeners.js'
 import type { RunWebhook } from './schemas.js'
-import { boundedStatus, createInstruments, observeQueue, STATUS, TELEMETRY_NAMES, type Instruments } from './telemetry/metrics.js'
+import { boundedStatus, countDeadLetter, createInstruments, observeQueue, STATUS, TELEMETRY_NAMES, type Instruments } from './telemetry/metrics.js'
 import { activeTrace, DeliveryTrace } from './telemetry/spans.js'
 
 export { TELEMETRY_NAMES }
@@ -130,6 +130,9 @@ export function createTelemetry () {
 
     /** Observable gauges of a queue's jobs by state (waiting, active, failed, ...); returns the function that stops them. */
     observeQueue: <State extends string>(name: string, counts: () => Promise<Record<State, number>>): () => void =>
-      observeQueue(metrics.getMeter(NAME, VERSION), name, counts)
+      observeQueue(metrics.getMeter(NAME, VERSION), name, counts),
+
+    /** Counts a run of the queue `name` that exhausted its attempts. */
+    deadLetter: (name: string, status: unknown): void => countDeadLetter(metrics.getMeter(NAME, VERSION), name, status)
   }
 }

@@ -18,7 +18,7 @@ const SPAWN_MS = 20_000
 
 interface WorkerProcess {
   child: ChildProcess
-  events: Array<{ event?: string, run_id?: string, attempt?: number, msg?: string, level?: number, err?: Record<string, unknown> }>
+  events: Array<{ event?: string, run_id?: string, attempt?: number, attempts?: number, error?: string, webhook?: string, msg?: string, level?: number, err?: Record<string, unknown> }>
 }
 
 function spawnWorker (name: string): WorkerProcess {
@@ -85,5 +85,28 @@ t.test('a worker process given no logger writes pino JSON lines on stdout, info 
   t.match(logged.find((e) => e.msg === 'an info line'), { level: 30, run_id: run.run_id, attempt: 1 })
   t.match(logged.find((e) => e.msg === 'an error line'), { level: 50, run_id: run.run_id, err: { type: 'TypeError', message: 'bad', stack: /TypeError: bad/ } })
   t.notOk(logged.some((e) => e.msg === 'a debug line'), 'debug is below the level: the lines after it are there, it is not')
+  worker.child.kill('SIGKILL')
+})
+
+t.test('worker.onDeadLetter in a worker process: told once, in the process whose last attempt failed, token masked', async (t) => {
+  const name = queueName()
+  const { app } = await instance(t, server, { name, worker: false, attempts: 2, backoffMs: 5 })
+  await app.ready()
+  const worker = spawnWorker(name)
+  await until(() => worker.events.some((e) => e.event === 'ready'), SPAWN_MS, 'the worker ready')
+  const run = buildRunWebhook({ values: { fail: true }, kwargs: { webhook: `https://app.example/webhooks/langgraph?token=${token}` } })
+  const next = buildRunWebhook()
+  t.equal((await deliverRun(app, run, { token })).statusCode, 202)
+  await until(() => worker.events.some((e) => e.event === 'dead-letter'), SPAWN_MS, 'the dead letter reported')
+  t.equal((await deliverRun(app, next, { token })).statusCode, 202)
+  await until(() => worker.events.some((e) => e.event === 'done' && e.run_id === next.run_id), SPAWN_MS, 'the next run handled')
+  t.same(worker.events.filter((e) => e.event === 'start').map((e) => [e.run_id, e.attempt]), [[run.run_id, 1], [run.run_id, 2], [next.run_id, 1]], 'two attempts, then the next run')
+  t.same(worker.events.filter((e) => e.event === 'dead-letter'), [{
+    event: 'dead-letter',
+    run_id: run.run_id,
+    attempts: 2,
+    error: `1 listener failed for run ${run.run_id} (success): always`,
+    webhook: 'https://app.example/webhooks/langgraph?token=[REDACTED]'
+  }], 'once, after the last attempt')
   worker.child.kill('SIGKILL')
 })

@@ -6,7 +6,7 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import plugin, { RETRY_AFTER_SECONDS, type RunContext, type RunWebhook } from '../lib/index.js'
 import { createRunWorker } from '../lib/queue/index.js'
-import { jobIdOf } from '../lib/queue/job.js'
+import { jobIdOf } from '../lib/queue/index.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { connect, instance, queueName, token, until } from './helpers/queue.js'
@@ -367,9 +367,11 @@ t.test("with a queue, a delivery received by one instance resolves waitForRun on
 t.test('without the queue option, app.langgraphWebhooks.queue says how to set it', async (t) => {
   const app = Fastify()
   await app.register(plugin, { token })
-  for (const call of [() => app.langgraphWebhooks.queue.counts(), () => app.langgraphWebhooks.queue.failed(), () => app.langgraphWebhooks.queue.retry('x', 'success')] as Array<() => Promise<unknown>>) {
+  const { queue } = app.langgraphWebhooks
+  for (const call of [() => queue.counts(), () => queue.failed(), () => queue.retry('x', 'success'), () => queue.retryFailed({ since: 0 })] as Array<() => Promise<unknown>>) {
     await t.rejects(call(), { code: 'FST_LANGGRAPH_WEBHOOKS_NO_QUEUE' })
   }
+  t.throws(() => queue.onDeadLetter(() => {}), { code: 'FST_LANGGRAPH_WEBHOOKS_NO_QUEUE' })
 })
 
 t.test('a client the plugin did not make stays open after close; the queue works with a redis:// URL', async (t) => {

@@ -92,3 +92,31 @@ t.test('queued, then processed in a span linked to the delivery: a failed attemp
 
   t.equal(await listenerCount(), 2, "each attempt's listeners timed")
 })
+
+t.test('a run that exhausted its attempts is counted once as a dead letter, by queue and status; a retried attempt is not', async (t) => {
+  const name = queueName()
+  const { app } = await instance(t, server, { name, backoffMs: 5, attempts: 2 })
+  let recovering = true
+  app.langgraphWebhooks.onRun('success', () => {
+    if (recovering) {
+      recovering = false
+      throw new Error('once')
+    }
+  })
+  app.langgraphWebhooks.onRun('error', () => { throw new Error('always') })
+  const dead: string[] = []
+  app.langgraphWebhooks.queue.onDeadLetter((failedRun) => { dead.push(failedRun.run.run_id) })
+  await app.ready()
+  t.equal((await deliverRun(app, buildRunWebhook(), { token })).statusCode, 202)
+  t.equal((await deliverRun(app, buildRunWebhook({ status: 'error', error: 'boom', kwargs: { webhook: `https://app.example/?token=${token}` } }), { token })).statusCode, 202)
+  await until(async () => dead.length === 1 && (await app.langgraphWebhooks.queue.counts()).completed === 1, 10_000, 'one dead letter, one completed run')
+
+  const { resourceMetrics } = await reader.collect()
+  const metric = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).find((one) => one.descriptor.name === 'langgraph.webhook.queue.dead_letters')!
+  t.equal(metric.descriptor.unit, '{run}')
+  const points = metric.dataPoints.filter((point) => point.attributes['messaging.destination.name'] === name)
+  t.same(points.map((point) => ({ attributes: point.attributes, value: point.value })), [
+    { attributes: { 'messaging.destination.name': name, 'langgraph.run.status': 'error' }, value: 1 }
+  ])
+  t.notOk(JSON.stringify(resourceMetrics).includes(token), 'no token in any metric')
+})

@@ -2,7 +2,7 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { expectError, expectType } from 'tsd'
 import { z } from 'zod'
-import langgraphWebhooks, { type FailedRun, type QueueCounts, type RunContext, type RunError, type RunWebhook } from 'fastify-langgraph-webhooks'
+import langgraphWebhooks, { type DeadLetterListener, type FailedRun, type QueueCounts, type RunContext, type RunError, type RunWebhook } from 'fastify-langgraph-webhooks'
 import { createRunWorker, type RunWorker } from 'fastify-langgraph-webhooks/queue'
 
 const connection = new Redis({ lazyConnect: true })
@@ -55,3 +55,20 @@ createRunWorker({ connection, valuesSchema: State, onRun: (run) => { expectType<
 createRunWorker({ connection }).onRun((run) => { expectType<Record<string, unknown> | null | undefined>(run.values) })
 expectType<RunWorker<{ step: number }>>(createRunWorker<{ step: number }>({ connection }))
 expectError(createRunWorker({ connection, valuesSchema: { type: 'object' } }))
+
+// Operating the dead letters: bulk replay and alerts.
+expectType<number>(await app.langgraphWebhooks.queue.retryFailed())
+expectType<number>(await app.langgraphWebhooks.queue.retryFailed({ status: 'error', since: new Date(), limit: 100 }))
+expectType<number>(await app.langgraphWebhooks.queue.retryFailed({ since: Date.now() - 3_600_000 }))
+expectError(app.langgraphWebhooks.queue.retryFailed({ since: '09:00' }))
+expectError(app.langgraphWebhooks.queue.retryFailed({ sinse: new Date() }))
+const unsubscribe = app.langgraphWebhooks.queue.onDeadLetter((failedRun, { log }) => {
+  expectType<FailedRun>(failedRun)
+  expectType<string>(failedRun.run.run_id)
+  log.error({ run_id: failedRun.run.run_id, error: failedRun.error }, 'a run webhook exhausted its attempts')
+})
+expectType<() => void>(unsubscribe)
+expectType<() => void>(worker.onDeadLetter(async (failedRun: FailedRun) => { await Promise.resolve(failedRun.attempts) }))
+expectError(worker.onDeadLetter('alert'))
+const listener: DeadLetterListener = (failedRun) => failedRun.failedAt
+worker.onDeadLetter(listener)

@@ -32,13 +32,6 @@ export interface DedupeStore {
   release(key: string, owner?: string): void | Promise<void>
 }
 
-interface Entry {
-  handled: boolean
-  until: number
-  /** The delivery holding an in-flight entry. */
-  owner?: string
-}
-
 export interface MemoryDedupeStoreOptions {
   /** The most keys kept; the least recently used go first. Default 10 000. */
   maxKeys?: number
@@ -52,7 +45,8 @@ export interface MemoryDedupeStoreOptions {
  * store (see `fastify-langgraph-webhooks/redis`).
  */
 export function createMemoryDedupeStore ({ maxKeys = 10_000, ttlMs = 60 * 60 * 1000 }: MemoryDedupeStoreOptions = {}): DedupeStore {
-  const entries = new LruMap<Entry>(maxKeys, ttlMs)
+  // `owner`: the delivery holding an in-flight entry.
+  const entries = new LruMap<{ handled: boolean, until: number, owner?: string }>(maxKeys, ttlMs)
   return {
     reserve (key: string, leaseMs: number, owner?: string): ReserveResult {
       const now = Date.now()

@@ -25,8 +25,6 @@ export interface RedisDedupeStore extends DedupeStore {
 
 export { RedisDedupeStoreError, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT_MS }
 
-// The namespace of dedupe keys beside the prefix, hash-tagged: one Redis Cluster slot for them all.
-const NAMESPACE = '{dedupe}:'
 const DONE = 'done'
 const LEASE = 'lease:'
 
@@ -73,15 +71,12 @@ function noop (): void {}
 export function createRedisDedupeStore (redisClient: Redis | Cluster, options: RedisDedupeStoreOptions = {}): RedisDedupeStore {
   // A Cluster runs these commands as a client does (each script's one key gives its node).
   const client = redisClient as Redis
-  if (client === null || typeof client !== 'object' || typeof client.defineCommand !== 'function') {
-    throw new InvalidArgumentError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
-  }
+  if (typeof client?.defineCommand !== 'function') throw new InvalidArgumentError('createRedisDedupeStore(client): client must be an ioredis client, e.g. new Redis(process.env.REDIS_URL)')
   const { prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options
   if (typeof prefix !== 'string') throw new InvalidArgumentError('createRedisDedupeStore: prefix must be a string')
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
-    throw new InvalidArgumentError(`createRedisDedupeStore: timeoutMs must be a positive integer, got ${String(timeoutMs)}`)
-  }
-  const keyPrefix = prefix + NAMESPACE
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new InvalidArgumentError(`createRedisDedupeStore: timeoutMs must be a positive integer, got ${String(timeoutMs)}`)
+  // The namespace of dedupe keys beside the prefix, hash-tagged: one Redis Cluster slot for them all.
+  const keyPrefix = `${prefix}{dedupe}:`
   // The owner of reservations made without one (callers of the store's own API).
   const anonymous = newOwner()
 
@@ -89,8 +84,7 @@ export function createRedisDedupeStore (redisClient: Redis | Cluster, options: R
   client.defineCommand('langgraphWebhooksRelease', { numberOfKeys: 1, lua: RELEASE })
   const scripts = client as unknown as DedupeCommands
 
-  const failed = (message: string): Error => new RedisDedupeStoreError(message)
-  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation, failed)
+  const run = <T> (what: string, operation: () => Promise<T>): Promise<T> => bounded(client, timeoutMs, what, operation, (message) => new RedisDedupeStoreError(message))
 
   return {
     redis: { client, prefix, timeoutMs },
@@ -98,14 +92,12 @@ export function createRedisDedupeStore (redisClient: Redis | Cluster, options: R
     async reserve (key: string, leaseMs: number, owner: string = anonymous): Promise<ReserveResult> {
       const redisKey = keyPrefix + key
       const lease = LEASE + owner
-      try {
-        return await run('reserve', () => scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs))
-      } catch (error) {
+      return await run('reserve', () => scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs)).catch((error: unknown) => {
         // The reservation may still be applied later (a queued or resent
         // command): undo it, in order, behind it on the same connection.
         scripts.langgraphWebhooksRelease(redisKey, lease).catch(noop)
         throw error
-      }
+      })
     },
 
     async complete (key: string, ttlMs: number): Promise<void> {

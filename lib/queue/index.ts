@@ -6,16 +6,18 @@
 import * as bullmq from 'bullmq'
 import * as ioredis from 'ioredis'
 import { pino } from 'pino'
-import { RunListeners, type OnRun, type RunListener } from '../listeners.js'
+import { RunListeners, type OnRun, type Unsubscribe } from '../listeners.js'
 import { createTelemetry } from '../telemetry.js'
-import { createValuesValidator, type ValuesOf, type ValuesSchema, type ValuesValidator } from '../values-schema.js'
+import { createValuesValidator, type ValuesOf, type ValuesSchema } from '../values-schema.js'
 import { resolveWorkerOptions, type RunWorkerOptions } from '../options.js'
 import { RedisClients } from '../redis.js'
-import { processRunJobs, startRunWorker } from './worker.js'
+import { startRunWorker, type DeadLetterListener } from './queue.js'
 
 export interface RunWorker<Values = Record<string, unknown>> {
   /** Subscribes a listener, as `app.langgraphWebhooks.onRun` does; returns the unsubscribe function. */
   onRun: OnRun<Values>
+  /** Calls `listener` once for each run whose last attempt fails in this worker; returns the unsubscribe function. */
+  onDeadLetter(listener: DeadLetterListener): Unsubscribe
   /** Stops taking runs, lets running listeners finish (up to `lockMs`), and closes the connections it made. */
   close(): Promise<void>
   /** The BullMQ worker, for its events (`worker.bullmq.on('completed', …)`). */
@@ -32,39 +34,25 @@ export function createRunWorker<Schema extends ValuesSchema> (options: RunWorker
 export function createRunWorker<Values = Record<string, unknown>> (options: RunWorkerOptions): RunWorker<Values>
 export function createRunWorker (options: RunWorkerOptions<ValuesSchema | undefined>): RunWorker<unknown> {
   const resolved = resolveWorkerOptions(options)
-  const log = options.logger ?? pino()
   const listeners = new RunListeners()
-  if (options.onRun !== undefined) listeners.on(options.onRun as RunListener)
-  const connection = new RedisClients(resolved.connection, ioredis)
-  const telemetry = createTelemetry()
-  const handle = startRunWorker({
-    bullmq,
-    connection: connection.workerTemplate(),
-    connected: () => connection.workersConnected(),
-    name: resolved.name,
-    concurrency: resolved.concurrency,
-    lockMs: resolved.lockMs,
-    // With an OpenTelemetry SDK registered, each run is a span linked to its delivery's, its listeners timed.
-    processor: telemetry.processing(processRunJobs(telemetry.timed(listeners), log, lazyValidator(options.valuesSchema))),
-    log
-  })
+  if (resolved.onRun !== undefined) listeners.on(resolved.onRun)
+  const clients = new RedisClients(resolved.connection, ioredis)
+  // Awaited by each run: a TypeBox 1.x schema without `typebox` installed fails each run with the reason, not the process.
+  const values = resolved.valuesSchema === undefined ? Promise.resolve(undefined) : createValuesValidator(resolved.valuesSchema)
+  values.catch(() => {})
+  const handle = startRunWorker(bullmq, clients, resolved, listeners, resolved.logger ?? pino(), createTelemetry(), values)
   const starting = setImmediate(() => handle.start())
   return {
     onRun: ((statusOrListener: unknown, listener?: unknown) => listeners.on(statusOrListener, listener)) as OnRun<any>,
+    onDeadLetter: handle.onDeadLetter,
     bullmq: handle.worker as bullmq.Worker,
     async close () {
       clearImmediate(starting)
-      await connection.close(await handle.close())
+      await clients.close(await handle.close())
     }
   }
 }
 
-/** Builds the schema's validator at the first run: a TypeBox 1.x schema without `typebox` installed fails each run with the reason. */
-function lazyValidator (schema: ValuesSchema | undefined): () => Promise<ValuesValidator | undefined> {
-  let validator: Promise<ValuesValidator | undefined> | undefined
-  return () => (validator ??= schema === undefined ? Promise.resolve(undefined) : createValuesValidator(schema))
-}
-
-export { jobIdOf, type RunJobData } from './job.js'
+export { jobIdOf } from '../redis.js'
+export type { DeadLetterListener, FailedRun, QueueCounts, RetryFailedOptions, RunJobData, RunQueue } from './queue.js'
 export type { QueueOptions, RedisClientLike, RunWorkerOptions } from '../options.js'
-export type { FailedRun, QueueCounts, RunQueue } from './queue.js'

@@ -3,9 +3,8 @@ import { redactRun } from '../redact.js'
 import type { RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
 import { REMEMBER_MS, type RunWaiters, type WaitRelay } from './waiters.js'
-import { jobIdOf } from '../queue/job.js'
 import { RedisUnavailableError } from '../errors.js'
-import { bounded, DISCONNECTED, duplicateClient, encodeKeyPart, newOwner, withTimeout, type RedisConnection } from '../redis.js'
+import { bounded, DISCONNECTED, duplicateClient, encodeKeyPart, jobIdOf, newOwner, withTimeout, type RedisConnection } from '../redis.js'
 
 // Every script but DUE takes KEYS claim, run and due of one run, and ARGV[1] its encoded id (the due set's member).
 // A claim is `w:<n>` (n webhooks in flight), `r:<owner>` (a reconciliation in flight), or `done:w` / `done:r` (handled by either path).

@@ -10,7 +10,8 @@ export const TELEMETRY_NAMES = {
   listenerDuration: 'langgraph.webhook.listener.duration',
   deliveryLag: 'langgraph.webhook.delivery.lag',
   runDuration: 'langgraph.run.duration',
-  queueJobs: 'langgraph.webhook.queue.jobs'
+  queueJobs: 'langgraph.webhook.queue.jobs',
+  deadLetters: 'langgraph.webhook.queue.dead_letters'
 } as const
 
 /** The attribute of a delivery's run status, bounded in metrics. */
@@ -67,4 +68,10 @@ export function observeQueue (meter: Meter, name: string, counts: () => Promise<
   }
   gauge.addCallback(observe)
   return () => { gauge.removeCallback(observe) }
+}
+
+/** Counts a run that exhausted its attempts, by queue and status. */
+export function countDeadLetter (meter: Meter, name: string, status: unknown): void {
+  meter.createCounter(TELEMETRY_NAMES.deadLetters, { description: 'Runs that exhausted their attempts (the failed set)', unit: '{run}', valueType: ValueType.INT })
+    .add(1, { 'messaging.destination.name': name, [STATUS]: boundedStatus(status) })
 }
