@@ -3,8 +3,6 @@ import type { FastifyRequest } from 'fastify'
 export const MASK = '[REDACTED]'
 
 function isTokenKey (key: string): boolean {
-  // A key decodes to at most as many characters: "token" needs five.
-  if (key.length < 5) return false
   // A key without escapes is its own decoding: skip the decoder.
   if (!key.includes('%') && !key.includes('+')) return key.length === 5 && key.toLowerCase() === 'token'
   let decoded = key
@@ -63,6 +61,7 @@ function tokenKeyEnd (url: string, start: number, end: number): number {
   for (let at = start; at !== -1;) {
     let equals = url.indexOf('=', at)
     if (equals === -1 || equals > end) equals = end
+    // A key decodes to at most as many characters: "token" needs five.
     if (equals - at >= 5 && isTokenKey(url.slice(at, equals))) return equals
     const next = queryStart(url, at, end)
     at = next === -1 ? -1 : next + 1

@@ -115,18 +115,17 @@ export class RunWaiters {
     bytes ??= sizeOf(run)
     if (bytes > maxRememberedBytes) return
     const remembered = this.#remembered
-    if (remembered.items.has(runId)) this.#forget(runId)
+    const again = remembered.items.get(runId)
+    if (again !== undefined) {
+      this.#rememberedBytes -= again.value.bytes
+      remembered.delete(runId)
+    }
     while (remembered.size > 0 && (remembered.size >= maxRemembered || this.#rememberedBytes + bytes > maxRememberedBytes)) {
       this.#rememberedBytes -= (remembered.first as { value: Remembered }).value.bytes
       remembered.evict()
     }
     remembered.set(runId, { run, bytes, until: Date.now() + rememberMs })
     this.#rememberedBytes += bytes
-  }
-
-  #forget (runId: string): void {
-    this.#rememberedBytes -= this.#remembered.get(runId)?.bytes ?? 0
-    this.#remembered.delete(runId)
   }
 
   /** Rejects every waiter (the application is closing) and forgets every delivery. */
