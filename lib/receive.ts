@@ -150,7 +150,7 @@ export function createReceiver ({ options, dedupe, validateRun, validateValues, 
           outcome = await handleOnce(dedupe, run, context, owner, trace)
         } else {
           const listening = listeners.dispatch(run, context)
-          // Listeners that returned no promise are done: the common case needs no timer and no further promise.
+          // The one synchronous shortcut: listeners that returned no promise are done, so the common case needs no timer and no further promise (bench/README.md).
           outcome = listening === undefined ? (ack === 'received' ? 'received' : 'delivered') : await answer(listening, context, trace)
         }
       } else {
