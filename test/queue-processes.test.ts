@@ -14,7 +14,7 @@ t.teardown(() => server.stop())
 const fixture = fileURLToPath(new URL('./fixtures/run-worker.ts', import.meta.url))
 const LOCK_MS = 600
 // A worker process starts tsx and connects to Redis: on a loaded 2-core machine that alone can take seconds.
-const SPAWN_MS = 20_000
+const SPAWN_MS = 60_000
 
 interface WorkerProcess {
   child: ChildProcess

@@ -116,7 +116,7 @@ export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 5000 }: 
       ]
       nodes.push({ port, args, process: spawn('redis-server', args, { stdio: 'ignore' }), dead: false })
     }
-    await Promise.all(nodes.map((node) => until(async () => await ask(node.port, 'PING') === 'PONG', 10_000, `redis-server on ${node.port} answering`)))
+    await Promise.all(nodes.map((node) => until(async () => await ask(node.port, 'PING') === 'PONG', 30_000, `redis-server on ${node.port} answering`)))
     const created = spawnSync('redis-cli', [
       '--cluster', 'create', ...nodes.map((node) => `${HOST}:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'
     ], { encoding: 'utf8', timeout: 60_000 })
@@ -192,7 +192,7 @@ export async function startRedisCluster (test?: Test, { nodeTimeoutMs = 5000 }: 
     async restart (node) {
       const target = node as Node
       target.process = spawn('redis-server', target.args, { stdio: 'ignore' })
-      await until(async () => await ask(target.port, 'PING') === 'PONG', 10_000, `redis-server on ${target.port} answering`)
+      await until(async () => await ask(target.port, 'PING') === 'PONG', 30_000, `redis-server on ${target.port} answering`)
       target.dead = false
       await settled()
       await synced(target, true)
