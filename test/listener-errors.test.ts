@@ -9,6 +9,7 @@ import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { buildApp, TOKEN } from './helpers/app.js'
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js'
 import { instance, queueName, token as queueToken, until } from './helpers/queue.js'
+import { watchProcess } from './helpers/process.js'
 
 const UNPRINTABLE = '[unprintable value]'
 
@@ -36,19 +37,6 @@ const HOSTILE: Array<{ name: string, make: () => unknown, message: string }> = [
   { name: 'null', make: () => null, message: 'null' },
   { name: 'undefined', make: () => undefined, message: 'undefined' }
 ]
-
-/** What escaped to the process while the test ran: checked at its end. */
-function watchProcess (t: Test): unknown[] {
-  const escaped: unknown[] = []
-  const record = (error: unknown): void => { escaped.push(error) }
-  process.on('unhandledRejection', record)
-  process.on('uncaughtException', record)
-  t.teardown(() => {
-    process.off('unhandledRejection', record)
-    process.off('uncaughtException', record)
-  })
-  return escaped
-}
 
 function parsed (lines: string[]): Array<Record<string, any>> {
   return lines.map((line) => JSON.parse(line))

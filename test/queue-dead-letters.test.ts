@@ -1,11 +1,12 @@
 // Operating the dead letters against a real redis-server: bulk replay
 // (queue.retryFailed) and alerts (queue.onDeadLetter, worker.onDeadLetter).
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { createRunWorker } from '../lib/queue/index.js'
 import type { FailedRun, RunWebhook } from '../lib/index.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { instance, queueName, token, until } from './helpers/queue.js'
+import { watchProcess } from './helpers/process.js'
 
 const server = await startRedisServer()
 t.teardown(() => server.stop())
@@ -14,19 +15,6 @@ const MASKED = 'https://app.example/webhooks/langgraph?token=[REDACTED]'
 
 function withToken (run: RunWebhook): RunWebhook {
   return { ...run, kwargs: { ...run.kwargs, webhook: `https://app.example/webhooks/langgraph?token=${token}` } }
-}
-
-/** What escaped to the process while the test ran: checked at its end. */
-function watchProcess (t: Test): unknown[] {
-  const escaped: unknown[] = []
-  const record = (error: unknown): void => { escaped.push(error) }
-  process.on('unhandledRejection', record)
-  process.on('uncaughtException', record)
-  t.teardown(() => {
-    process.off('unhandledRejection', record)
-    process.off('uncaughtException', record)
-  })
-  return escaped
 }
 
 t.test('retryFailed({ since }) queues again, attempts reset, exactly the dead letters failed since then, and says how many', async (t) => {
