@@ -49,7 +49,12 @@ t.test('Redis stalled (SIGSTOP), the in-process worker idle: app.close() gives u
   const server = await ownServer(t)
   // addTimeoutMs bounds every wait on Redis, the relay's QUIT at close included.
   const { app, lines } = await instance(t, server, { name: queueName(), connection: server.url, addTimeoutMs: 300 })
+  const handled: string[] = []
+  app.langgraphWebhooks.onRun((run) => { handled.push(run.run_id) })
   await app.ready()
+  // A run handled: the worker's connections are up, and it waits for the next.
+  t.equal((await deliverRun(app, buildRunWebhook(), { token })).statusCode, 202)
+  await until(() => handled.length === 1, 30_000, 'the first run handled')
   server.pause()
   const took = await timed(() => app.close())
   t.ok(took < 2000, `app.close() took ${took} ms`)

@@ -1,7 +1,7 @@
 // waitForRun across instances sharing one redis-server: what is relayed
-// (accepted deliveries only, by run id), that relaying large bodies does not
-// slow deliveries down, and that a late caller on another instance finds a
-// delivery of the last minute.
+// (accepted deliveries, by run id; with the queue, the jobs Redis has), that
+// relaying large bodies does not slow deliveries down, and that a late caller
+// on another instance finds a delivery of the last minute.
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -13,6 +13,7 @@ import { Redis } from 'ioredis'
 import plugin, { type RunWebhook } from '../lib/index.js'
 import { createRedisDedupeStore } from '../lib/dedupe/redis.js'
 import { buildRunWebhook, deliverRun } from '../lib/testing.js'
+import { jobIdOf } from '../lib/queue/index.js'
 import { logSink } from './helpers/log.js'
 import { connect, instance, nodeArgs, queueName, token, until } from './helpers/queue.js'
 import { startRedisServer } from './helpers/redis-server.js'
@@ -115,7 +116,7 @@ t.test('with the queue, a late caller on another instance finds a stored run in 
   t.equal(got.kwargs.webhook, 'https://app.example/webhooks/langgraph?token=[REDACTED]')
 })
 
-t.test('with the queue, a delivery refused with 503 resolves no waiter on another instance; the next accepted one does', async (t) => {
+t.test('with the queue, waiters on another instance resolve once Redis has the job: a delivery refused with 503 whose job still landed too, and its retry is a duplicate', async (t) => {
   const name = queueName()
   const a = await instance(t, server, { name, worker: false, addTimeoutMs: 300 })
   const b = await instance(t, server, { name, worker: false })
@@ -123,7 +124,7 @@ t.test('with the queue, a delivery refused with 503 resolves no waiter on anothe
   await b.app.ready()
   const refused = withToken(buildRunWebhook())
   const accepted = withToken(buildRunWebhook())
-  const onRefused = watch(b.app.langgraphWebhooks.waitForRun(refused.run_id, { timeoutMs: 60_000 }))
+  const onRefused = b.app.langgraphWebhooks.waitForRun(refused.run_id, { timeoutMs: 60_000 })
   server.pause()
   let reply
   try {
@@ -132,11 +133,29 @@ t.test('with the queue, a delivery refused with 503 resolves no waiter on anothe
     server.resume()
   }
   t.equal(reply.statusCode, 503, 'Redis did not take the job in time')
+  t.equal((await onRefused).run_id, refused.run_id, 'the job reached Redis once it answered again: the waiter resolves')
+  t.equal((await deliverRun(a.app, refused, { token })).statusCode, 202)
+  t.ok(a.lines.some((line) => line.msg === 'duplicate run webhook acknowledged: the run is already queued'), 'the sender\'s retry is a duplicate')
   const onAccepted = b.app.langgraphWebhooks.waitForRun(accepted.run_id, { timeoutMs: 10_000 })
   t.equal((await deliverRun(a.app, accepted, { token })).statusCode, 202)
-  // Both would be told on the same connection, in order: the refused one first.
   t.equal((await onAccepted).run_id, accepted.run_id)
-  t.same(onRefused, {}, 'the waiter of the refused delivery still waits')
+})
+
+t.test('with the queue, an instance whose events stream cannot be read logs it, and reads it again once it can', async (t) => {
+  const name = queueName()
+  const admin = await connect(t, server)
+  // Not a stream: every read of it fails.
+  await admin.set(`bull:${name}:events`, 'not a stream')
+  const b = await instance(t, server, { name, worker: false })
+  await b.app.ready()
+  await until(() => b.lines.some((line) => /could not read the queue's events/.test(line.msg)), 30_000, 'the failed read logged')
+  await admin.del(`bull:${name}:events`)
+  const a = await instance(t, server, { name, worker: false })
+  await a.app.ready()
+  const run = buildRunWebhook()
+  const waiting = b.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 30_000 })
+  t.equal((await deliverRun(a.app, run, { token })).statusCode, 202)
+  t.equal((await waiting).run_id, run.run_id, 'resolved from the stream once it is one again')
 })
 
 t.test('junk on the channel or under a run\'s key is ignored, and a run that cannot be read is logged', async (t) => {
@@ -155,13 +174,14 @@ t.test('junk on the channel or under a run\'s key is ignored, and a run that can
   t.equal((await waiting).run_id, junk.run_id, 'a real delivery still resolves it')
 })
 
-t.test('with the queue, a key naming a job that is gone resolves nothing', async (t) => {
+t.test('with the queue, an added event naming a job that is gone resolves nothing', async (t) => {
   const name = queueName()
   const b = await instance(t, server, { name, worker: false })
   await b.app.ready()
   const run = buildRunWebhook()
-  await b.client.set(`langgraph-webhooks:${name}:{relay}:run:${run.run_id}`, 'gone.success')
-  await t.rejects(b.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 1000 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' })
+  const waiting = t.rejects(b.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 2000 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' })
+  await b.client.xadd(`bull:${name}:events`, '*', 'event', 'added', 'jobId', jobIdOf(run.run_id, run.status), 'name', run.status)
+  await waiting
 })
 
 t.test('run ids are escaped in keys: one id cannot name another\'s key', async (t) => {

@@ -4,13 +4,14 @@
  * `createRunWorker` processes), and runs that exhaust their attempts are
  * dead letters, listed, replayed and alerted on here.
  */
-import type { Job, Queue } from 'bullmq'
-import type { FastifyBaseLogger } from 'fastify'
+import type { IRedisTransaction, Job, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
 import { AddTimeoutError, describeError, InvalidArgumentError, QueueNotConfiguredError, QueueUnavailableError } from '../errors.js'
 import type { RunContext, RunListeners, Unsubscribe } from '../listeners.js'
 import type { ResolvedQueue } from '../options.js'
 import type { RunStatus, RunWebhook } from '../schemas.js'
+import type { QueuedJobs } from '../runs/redis.js'
 import type { Telemetry } from '../telemetry.js'
 import { checkValues, type ValuesValidator } from '../values-schema.js'
 import { bounded, DISCONNECTED, encodeKeyPart, jobIdOf, loadBullmq, queuePrefix, RedisClients, withTimeout, type Bullmq } from '../redis.js'
@@ -82,17 +83,14 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
   const bullmq = await loadBullmq()
   const clients = await RedisClients.connect(options.connection)
   const { client } = clients
-  const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, {
-    connection: client,
-    prefix: queuePrefix(client, options.name),
-    defaultJobOptions: {
-      attempts: options.attempts,
-      backoff: { type: 'exponential', delay: options.backoffMs },
-      // Kept so that the sender's retries are duplicates; then removed, so memory in Redis stays bounded.
-      removeOnComplete: { age: Math.ceil(options.keepCompletedMs / 1000) },
-      removeOnFail: { age: Math.ceil(options.keepFailedMs / 1000) }
-    }
-  })
+  const jobOptions = {
+    attempts: options.attempts,
+    backoff: { type: 'exponential', delay: options.backoffMs },
+    // Kept so that the sender's retries are duplicates; then removed, so memory in Redis stays bounded.
+    removeOnComplete: { age: Math.ceil(options.keepCompletedMs / 1000) },
+    removeOnFail: { age: Math.ceil(options.keepFailedMs / 1000) }
+  }
+  const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, { connection: client, prefix: queuePrefix(client, options.name), defaultJobOptions: jobOptions })
   queue.on('error', (error) => log.error({ err: error }, 'run webhook queue error'))
   const worker = options.worker ? startRunWorker(bullmq, clients, options, listeners, log, telemetry, Promise.resolve(values)) : undefined
 
@@ -104,6 +102,29 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
       if (error.code === -1 || error.code === -3) return false
       throw error
     })
+  }
+
+  /**
+   * One round-trip: whether the job exists already (a duplicate) and BullMQ's
+   * add (a no-op then), pipelined on one connection; with `waitForReplicas`,
+   * a second one waits for the replicas.
+   */
+  async function add (jobId: string, data: RunJobData): Promise<boolean> {
+    const pipeline = (await queue.getBackend().client).pipeline() as IRedisTransaction & { exists(key: string): unknown }
+    pipeline.exists(queue.toKey(jobId))
+    // BullMQ's add, queued on the pipeline: its reply comes with the pipeline's.
+    const addJob = (jobData: RunJobData): unknown => new bullmq.Job(queue, jobData.run.status, jobData, { ...jobOptions, jobId }, jobId).addJob(pipeline)
+    try {
+      addJob(data)
+    } catch (error) {
+      // BullMQ serializes with JSON.stringify before it sends anything: a run nested too deep for it is serialized here instead.
+      if (!(error instanceof RangeError)) throw error
+      addJob(serializedJobData(data))
+    }
+    const replies = (await pipeline.exec())!
+    for (const [error] of replies) if (error !== null) throw error
+    await replicated(client, queue.toKey(jobId), options.waitForReplicas, Math.ceil(options.addTimeoutMs / 2))
+    return replies[0][1] === 1
   }
 
   const admin: RunQueue = {
@@ -138,29 +159,27 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
       // The delivery's trace context, so that the worker's span links to it.
       const data: RunJobData = { run, reconciled, trace: telemetry.carrier() }
       // Refused at once while the client is disconnected; otherwise bounded by addTimeoutMs.
-      const [found] = await bounded(client, options.addTimeoutMs, 'storing the job', () => Promise.all([
-        // Sent first on the connection that adds the job, so it sees the state just before the add: a duplicate, in one round-trip.
-        client.exists(queue.toKey(jobId)),
-        // BullMQ serializes with JSON.stringify before it sends anything: a run nested too deep for it is serialized here instead.
-        queue.add(run.status, data, { jobId }).catch((error: unknown) => {
-          if (!(error instanceof RangeError)) throw error
-          return queue.add(run.status, serializedJobData(data), { jobId })
-        }).then(() => replicated(client, queue.toKey(jobId), options.waitForReplicas, Math.ceil(options.addTimeoutMs / 2)))
-      ]), (message) => new AddTimeoutError(message)).catch((error: unknown) => {
+      const found = await bounded(client, options.addTimeoutMs, 'storing the job', () => add(jobId, data), (message) => new AddTimeoutError(message)).catch((error: unknown) => {
         log.error({ err: error }, DISCONNECTED.has(client.status) ? 'the queue cannot store a run webhook: Redis is unreachable' : 'the queue failed to store a run webhook')
         throw new QueueUnavailableError({ cause: error })
       })
-      if (found === 0) return 'queued'
+      if (!found) return 'queued'
       log.info('duplicate run webhook acknowledged: the run is already queued')
       return 'duplicate'
     },
     admin,
-    /** The queue's client and a key prefix of its own, for what the plugin keeps beside the jobs; `storedRun` reads a job's run. */
+    /** The queue's client and a key prefix of its own, for what the plugin keeps beside the jobs; `jobs`, for the waiters of every instance. */
     redis: {
       client,
       prefix: `langgraph-webhooks:${options.name}:`,
       timeoutMs: options.addTimeoutMs,
-      storedRun: async (jobId: string) => { const job = await queue.getJob(jobId); return job && runOf(job.data) }
+      jobs: {
+        eventsKey: queue.toKey('events'),
+        async read (jobId) {
+          const job = await queue.getJob(jobId)
+          return job && { run: runOf(job.data), addedAt: job.timestamp }
+        }
+      } satisfies QueuedJobs
     },
     /** Starts this process's worker, if any (once listeners had their chance to subscribe). */
     start: () => worker?.start(),

@@ -4,7 +4,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { RunWebhook } from '../schemas.js'
 import type { Receiver, RunTracking } from '../receive.js'
 import { startReconciler, type LanggraphRun, type LanggraphStreamChunk, type RunPayload } from './reconcile.js'
-import { createRedisRelay, createRedisRunTracker, type RelayConnection } from './redis.js'
+import { createJobRelay, createRedisRelay, createRedisRunTracker, type RelayConnection } from './redis.js'
 import { createMemoryRunTracker, type TrackedRun } from './tracker.js'
 import { RunWaiters, type WaitForRunOptions } from './waiters.js'
 
@@ -27,7 +27,7 @@ export async function createRuns (options: ResolvedOptions, log: FastifyBaseLogg
     log.info('fastify-langgraph-webhooks: started runs are tracked in this process only (the dedupe store tells no Redis): give the redis option to track them, and resolve waitForRun, across instances')
   }
   const waiters = new RunWaiters()
-  if (redis !== undefined) waiters.relayTo(await createRedisRelay(redis, waiters, log))
+  if (redis !== undefined) waiters.relayTo(await (redis.jobs === undefined ? createRedisRelay(redis, waiters, log) : createJobRelay({ ...redis, jobs: redis.jobs }, waiters, log)))
   // A check or delivery holds a run for as long as its listeners may take, and some.
   const limits = { leaseMs: options.listenerTimeoutMs + 30_000 }
   const dropped = (run: TrackedRun): void => log.warn({ run_id: run.runId }, 'fastify-langgraph-webhooks: too many tracked runs, or tracked too long; the oldest is no longer reconciled')

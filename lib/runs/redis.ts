@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Redis } from 'ioredis'
 import { redactRun } from '../redact.js'
-import type { RunWebhook } from '../schemas.js'
+import { RUN_STATUSES, type RunWebhook } from '../schemas.js'
 import { HANDLED_MS, MAX_TRACKED_MS, RECONCILED_MS, type RunTracker, type TrackedRun, type TrackerLimits } from './tracker.js'
 import { REMEMBER_MS, type RunWaiters, type WaitRelay } from './waiters.js'
 import { RedisUnavailableError } from '../errors.js'
@@ -98,22 +100,26 @@ export function createRedisRunTracker ({ client, prefix, timeoutMs }: RedisConne
   }
 }
 
-/** The relay's connection: with the queue, `storedRun` reads a run from its job. */
-export type RelayConnection = RedisConnection & { storedRun?: (jobId: string) => Promise<RunWebhook<unknown> | undefined> }
+/** The queue's jobs, as the relay reads them: BullMQ's stream of the queue's events, and a job's run with when it was added. */
+export interface QueuedJobs {
+  readonly eventsKey: string
+  read (jobId: string): Promise<{ run: RunWebhook<unknown>, addedAt: number } | undefined>
+}
+
+/** The relay's connection: with the queue, `jobs` are what it relays. */
+export type RelayConnection = RedisConnection & { jobs?: QueuedJobs }
 
 /**
  * Deliveries received by one instance resolve the waiters of all. An
- * accepted delivery leaves its run where other instances can read it for a
- * minute — with the queue, in its job, named under
- * `<prefix>{relay}:run:<id>`; without, under that key itself, token masked
- * whatever `redactToken` says (it leaves the process) — and its run id is
- * published on `<prefix>{relay}:delivered`. An instance where someone waits
- * for that run reads it; a late caller looks the key up. Bodies travel on a
- * connection of the relay's own, so that they cannot delay a delivery's own
- * Redis calls; messages arrive on another (a subscribed connection can do
- * nothing else).
+ * accepted delivery leaves its run, token masked whatever `redactToken`
+ * says (it leaves the process), under `<prefix>{relay}:run:<id>` for a
+ * minute, and its run id is published on `<prefix>{relay}:delivered`. An
+ * instance where someone waits for that run reads it; a late caller looks
+ * the key up. Bodies travel on a connection of the relay's own, so that they
+ * cannot delay a delivery's own Redis calls; messages arrive on another (a
+ * subscribed connection can do nothing else).
  */
-export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }: RelayConnection, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): Promise<WaitRelay> {
+export async function createRedisRelay ({ client, prefix, timeoutMs }: RedisConnection, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): Promise<WaitRelay> {
   const channel = `${prefix}{relay}:delivered`
   const runKey = (runId: string): string => `${prefix}{relay}:run:${encodeKeyPart(runId)}`
   const self = newOwner()
@@ -126,19 +132,15 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
   let connections = 0
   // The first subscription is the one made below.
   subscriber.on('ready', () => { if (connections++ > 0) subscriber.subscribe(channel).catch(notSubscribed) })
-  subscriber.on('error', (error: Error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') })
+  subscriber.on('error', relayFailed(log))
 
-  /** Reads a run delivered elsewhere and hands it to the waiters; `stored` is its key's value when known. */
-  async function read (runId: string, stored?: string): Promise<void> {
+  /** Reads a run delivered elsewhere and hands it to the waiters. */
+  async function read (runId: string): Promise<void> {
     try {
-      stored ??= await bounded(publisher, timeoutMs, 'relay lookup', () => publisher.get(runKey(runId)), unavailable) ?? undefined
-      if (stored === undefined) return
-      if (storedRun === undefined) return waiters.heard(JSON.parse(stored), stored.length)
-      const run = await bounded(publisher, timeoutMs, 'relay job lookup', () => storedRun(stored!), unavailable)
-      // Not remembered here: its job keeps it.
-      if (run !== undefined) waiters.heard(run, Number.POSITIVE_INFINITY)
+      const stored = await bounded(publisher, timeoutMs, 'relay lookup', () => publisher.get(runKey(runId)), unavailable)
+      if (stored !== null) waiters.heard(JSON.parse(stored), stored.length)
     } catch (error) {
-      log.warn({ err: error, run_id: runId }, 'fastify-langgraph-webhooks: could not read a run delivered to another instance')
+      notRead(log, runId, error)
     }
   }
 
@@ -146,10 +148,10 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
   const own = `{"from":${JSON.stringify(self)},`
   subscriber.on('message', (_channel: string, message: string) => {
     if (message.startsWith(own)) return
-    let parsed: { run_id?: unknown, job?: unknown }
+    let parsed: { run_id?: unknown }
     try { parsed = JSON.parse(message) } catch { return }
     const runId = parsed?.run_id
-    if (typeof runId === 'string' && waiters.waitingFor(runId)) read(runId, typeof parsed.job === 'string' ? parsed.job : undefined)
+    if (typeof runId === 'string' && waiters.waitingFor(runId)) read(runId)
   })
   try {
     await bounded(subscriber, timeoutMs, 'subscribe', () => subscriber.subscribe(channel), unavailable)
@@ -158,37 +160,107 @@ export async function createRedisRelay ({ client, prefix, timeoutMs, storedRun }
     notSubscribed(error)
   }
 
-  /** What the run's key holds: the job's id with the queue, else the masked run; undefined when it cannot be serialized. */
-  function storedValue (run: RunWebhook<unknown>): string | undefined {
-    if (storedRun !== undefined) return jobIdOf(run.run_id, run.status)
-    const masked = { ...run, kwargs: { ...run.kwargs } }
-    redactRun(masked)
-    try {
-      return JSON.stringify(masked)
-    } catch (error) {
-      log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: a run too deeply nested to serialize is not relayed to other instances; it is delivered here')
-    }
-  }
-
   return {
     publish (run) {
       // Queued while disconnected, it would resolve waiters long after; they time out instead.
       if (DISCONNECTED.has(publisher.status)) return
-      const value = storedValue(run)
-      if (value === undefined) return
-      const message = JSON.stringify({ from: self, run_id: run.run_id, job: storedRun === undefined ? undefined : value })
+      const masked = { ...run, kwargs: { ...run.kwargs } }
+      redactRun(masked)
+      let value
+      try {
+        value = JSON.stringify(masked)
+      } catch (error) {
+        log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: a run too deeply nested to serialize is not relayed to other instances; it is delivered here')
+        return
+      }
+      const message = JSON.stringify({ from: self, run_id: run.run_id })
       // The key, kept as long as waitForRun's memory, is set before the message goes out: on a Cluster the two reach different nodes.
       publisher.set(runKey(run.run_id), value, 'PX', REMEMBER_MS).then(() => publisher.publish(channel, message)).catch((error: unknown) => {
         log.warn({ err: error, run_id: run.run_id }, 'fastify-langgraph-webhooks: could not tell other instances about a delivery')
       })
     },
     lookup: read,
-    async close () {
-      await Promise.all([subscriber, publisher].map(async (connection) => {
-        // QUIT lets a command in flight be answered, within the bound: a stalled Redis never answers it.
-        if (connection.status === 'ready') await withTimeout(connection.quit(), timeoutMs, () => new Error('QUIT timed out')).catch(() => undefined)
-        connection.disconnect()
-      }))
+    close: () => closeAll([subscriber, publisher], timeoutMs)
+  }
+}
+
+/**
+ * With the queue, the waiters of every instance learn of a run from BullMQ
+ * itself: adding a job writes an `added` event to the queue's stream, which
+ * each instance reads on a connection of its own, so that a delivery costs no
+ * Redis call of the relay's. An instance where someone waits for that run
+ * reads its job; a late caller looks for a job of the run, of any status,
+ * added in the last minute.
+ */
+export async function createJobRelay ({ client, timeoutMs, jobs }: RelayConnection & { jobs: QueuedJobs }, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): Promise<WaitRelay> {
+  // The events of the last minute first (stream ids start with a time): a job added as the relay starts is not missed.
+  let last = `${Date.now() - REMEMBER_MS}-0`
+  // Blocking reads wait out a reconnection rather than fail.
+  const reader = duplicateClient(client, { maxRetriesPerRequest: null })
+  reader.on('error', relayFailed(log))
+  let closed = false
+
+  /** Reads the newest run of those jobs added within a minute, and hands it to the waiters. */
+  async function read (runId: string, jobIds: string[]): Promise<void> {
+    try {
+      const found = await bounded(client, timeoutMs, 'relay job lookup', () => Promise.all(jobIds.map(jobs.read)), unavailable)
+      const recent = found.filter((job) => job !== undefined && job.addedAt > Date.now() - REMEMBER_MS).sort((a, b) => b!.addedAt - a!.addedAt)[0]
+      // Not remembered here: its job keeps it.
+      if (recent !== undefined) waiters.heard(recent.run, Number.POSITIVE_INFINITY)
+    } catch (error) {
+      notRead(log, runId, error)
     }
   }
+
+  async function follow (): Promise<void> {
+    for (;;) {
+      try {
+        const [stream] = await reader.xread('COUNT', 1000, 'BLOCK', 10_000, 'STREAMS', jobs.eventsKey, last) ?? []
+        for (const [id, fields] of stream?.[1] ?? []) {
+          last = id
+          // BullMQ's fields: event, added, jobId, <job id>, name, <name>.
+          const jobId = fields[1] === 'added' ? fields[3] : undefined
+          const runId = jobId === undefined ? undefined : decodeKeyPart(jobId.slice(0, jobId.indexOf('.')))
+          if (runId !== undefined && waiters.waitingFor(runId)) read(runId, [jobId!])
+        }
+      } catch (error) {
+        if (closed) return
+        log.warn({ err: error }, 'fastify-langgraph-webhooks: could not read the queue\'s events for the waiters of other instances; it reads again in a second')
+        await sleep(1000, undefined, { ref: false })
+      }
+    }
+  }
+  follow().catch(() => undefined)
+
+  return {
+    // Adding the job told every instance already.
+    publish () {},
+    lookup: (runId) => read(runId, RUN_STATUSES.map((status) => jobIdOf(runId, status))),
+    async close () {
+      closed = true
+      // A blocked read is ended, not answered: no QUIT.
+      reader.disconnect()
+    }
+  }
+}
+
+/** The inverse of `encodeKeyPart`. */
+function decodeKeyPart (part: string): string {
+  return part.replace(/%u([0-9A-F]{4})|%([0-9A-F]{2})/g, (_match, wide: string | undefined, narrow: string) => String.fromCharCode(parseInt(wide ?? narrow, 16)))
+}
+
+function relayFailed (log: FastifyBaseLogger): (error: Error) => void {
+  return (error) => { log.warn({ err: error }, 'fastify-langgraph-webhooks: the Redis connection that relays deliveries to waiters failed; it reconnects') }
+}
+
+function notRead (log: FastifyBaseLogger, runId: string, error: unknown): void {
+  log.warn({ err: error, run_id: runId }, 'fastify-langgraph-webhooks: could not read a run delivered to another instance')
+}
+
+/** Closes the relay's connections: QUIT lets a command in flight be answered, within the bound (a stalled Redis never answers it). */
+async function closeAll (connections: Redis[], timeoutMs: number): Promise<void> {
+  await Promise.all(connections.map(async (connection) => {
+    if (connection.status === 'ready') await withTimeout(connection.quit(), timeoutMs, () => new Error('QUIT timed out')).catch(() => undefined)
+    connection.disconnect()
+  }))
 }
