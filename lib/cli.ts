@@ -31,6 +31,8 @@ Example:
   LANGGRAPH_WEBHOOK_TOKEN=… npx fastify-langgraph-webhooks send http://127.0.0.1:3000/webhooks/langgraph --status error
 `
 
+const OPTIONS = { status: { type: 'string', default: 'success' }, sender: { type: 'string', default: 'js' }, token: { type: 'string' }, 'token-header': { type: 'string' }, body: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const
+
 /** Where the command writes: `process`, or anything with two writable streams. */
 export interface CliIo { stdout: { write (text: string): unknown }, stderr: { write (text: string): unknown } }
 
@@ -63,15 +65,11 @@ export async function main (argv: string[], env: Record<string, string | undefin
 }
 
 async function prepare (argv: string[], env: Record<string, string | undefined>) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { status: { type: 'string', default: 'success' }, sender: { type: 'string', default: 'js' }, token: { type: 'string' }, 'token-header': { type: 'string' }, body: { type: 'string' }, help: { type: 'boolean', short: 'h' } }
-  })
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
   if (values.help === true) return undefined
   const [command, target, ...extra] = positionals
   if (command !== 'send' || target === undefined || extra.length > 0) throw new Error('Usage: fastify-langgraph-webhooks send <url> [options]')
-  const url = URL.canParse(target) ? new URL(target) : undefined
+  const url = URL.parse(target)
   if (url?.protocol !== 'http:' && url?.protocol !== 'https:') throw new Error('<url> is not an http(s) URL, e.g. http://127.0.0.1:3000/webhooks/langgraph')
   const { sender, status, 'token-header': header } = values
   if (sender !== 'js' && sender !== 'python') throw new Error('--sender is js or python')

@@ -9,9 +9,8 @@ import { connectRedis } from './redis.js'
 import { registerRoute } from './route.js'
 import { createRuns, type LanggraphRuns } from './runs/index.js'
 import type { WaitForRunOptions } from './runs/waiters.js'
-import type { RunWebhookField, RunWebhookWith } from './schemas.js'
+import { createRunValidator, type RunWebhookField, type RunWebhookWith } from './schemas.js'
 import { createTelemetry } from './telemetry.js'
-import { createRunValidator } from './schemas.js'
 import { createValuesValidator, type ValuesOf, type ValuesSchema } from './values-schema.js'
 
 /** The `app.langgraphWebhooks` decorator. */
@@ -59,9 +58,7 @@ declare module 'fastify' {
 async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: LanggraphWebhooksOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
   if (fastify.hasDecorator('langgraphWebhooks')) throw new AlreadyRegisteredError()
-  if (options.shortToken) {
-    fastify.log.warn(`fastify-langgraph-webhooks: a token shorter than ${MIN_TOKEN_LENGTH} characters is easy to guess; use a random 32-byte hex token (node -e "console.log(crypto.randomBytes(32).toString('hex'))")`)
-  }
+  if (options.shortToken) fastify.log.warn(`fastify-langgraph-webhooks: a token shorter than ${MIN_TOKEN_LENGTH} characters is easy to guess; use a random 32-byte hex token (node -e "console.log(crypto.randomBytes(32).toString('hex'))")`)
 
   const listeners = new RunListeners({ statusFiltering: options.allowedFields?.includes('status') ?? true })
   if (options.onRun !== undefined) listeners.on(options.onRun)
@@ -109,8 +106,10 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
       return decorator
     },
     withFields (fields) {
+      // The registered fields, each once, in any order; without allowedFields, nothing matches.
+      const given = new Set(Array.isArray(fields) ? fields : undefined)
       const registered = options.allowedFields
-      if (registered === undefined || !Array.isArray(fields) || !sameFields(fields, registered)) throw new AllowedFieldsMismatchError()
+      if (registered?.length !== given.size || !registered.every((field) => given.has(field))) throw new AllowedFieldsMismatchError()
       return decorator
     }
   }
@@ -120,23 +119,14 @@ async function langgraphWebhooksPlugin (fastify: FastifyInstance, rawOptions: La
   fastify.addHook('onReady', async () => { runs.start(receiver.receive) })
 }
 
-function sameFields (given: readonly unknown[], registered: readonly RunWebhookField[]): boolean {
-  const set = new Set(given)
-  return set.size === registered.length && registered.every((field) => set.has(field))
-}
-
-export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, {
-  fastify: '5.x',
-  name: 'fastify-langgraph-webhooks'
-})
+export const fastifyLanggraphWebhooks: FastifyPluginAsync<LanggraphWebhooksOptions> = fp(langgraphWebhooksPlugin, { fastify: '5.x', name: 'fastify-langgraph-webhooks' })
 export default fastifyLanggraphWebhooks
 
 export * from './schemas.js'
 export * from './errors.js'
 export { createTokenVerifier, type TokenVerifier, type TokenSource } from './token.js'
 export { maskTokenInUrl, serializeRequest } from './redact.js'
-export { createMemoryDedupeStore, type MemoryDedupeStoreOptions } from './dedupe/memory.js'
-export type { DedupeStore, ReserveResult } from './dedupe/memory.js'
+export { createMemoryDedupeStore, type DedupeStore, type MemoryDedupeStoreOptions, type ReserveResult } from './dedupe/memory.js'
 export type { RunContext, RunListener, OnRun, Unsubscribe } from './listeners.js'
 export type { LanggraphWebhooksOptions, DedupeOptions, LanggraphOptions, OpenApiOptions, QueueOptions, RedisClientLike } from './options.js'
 export { openApiSecuritySchemes } from './openapi.js'

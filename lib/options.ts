@@ -94,6 +94,8 @@ function resolveTokens (token: unknown): string[] {
 }
 
 const SOURCES = 'a non-empty array of "query" and/or "bearer" and/or { header: "x-webhook-token" }'
+const sourceList = accept(Type.Array(Type.Unknown(), { minItems: 1 }), SOURCES)
+const tokenSource = accept(Type.Union([Type.Literal('query'), Type.Literal('bearer'), Type.Object({ header: Type.String() }, { additionalProperties: false })]), SOURCES)
 // An HTTP field name (RFC 9110 token); Node hands headers over lowercased.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 // Headers that carry something else, or that request logs write.
@@ -101,17 +103,15 @@ const RESERVED_HEADERS = ['host', 'accept-version', 'content-type', 'content-len
 
 function resolveTokenSources (given: unknown, name: string): TokenSource[] {
   if (given === undefined) return ['query', 'bearer']
-  if (!Array.isArray(given) || given.length === 0) fail(`${name} must be ${SOURCES}, got ${describeValue(given)}`)
   const seen = new Set<string>()
-  return given.map((source: unknown) => {
-    const { header } = isObject(source) && Object.keys(source).length === 1 ? source : {}
-    if (source !== 'query' && source !== 'bearer' && typeof header !== 'string') fail(`${name} must be ${SOURCES}, got ${describeValue(source)}`)
-    const key = typeof header === 'string' ? header.toLowerCase() : source as string
+  return sourceList(given, name).map((value) => {
+    const source = tokenSource(value, name)
+    const key = typeof source === 'string' ? source : source.header.toLowerCase()
     if (key === 'authorization') fail(`${name}: the Authorization header is the "bearer" source: give "bearer" instead of { header: "authorization" }`)
-    if (typeof header === 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) fail(`${name}: ${JSON.stringify(header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
+    if (typeof source !== 'string' && (!HEADER_NAME.test(key) || RESERVED_HEADERS.includes(key))) fail(`${name}: ${JSON.stringify(source.header)} is not a header for a token (an HTTP field name that carries nothing else and is not logged), e.g. "x-webhook-token"`)
     if (seen.has(key)) fail(`${name} names ${JSON.stringify(key)} twice`)
     seen.add(key)
-    return typeof header === 'string' ? { header: key } : key as TokenSource
+    return typeof source === 'string' ? source : { header: key }
   })
 }
 
@@ -407,13 +407,12 @@ export function resolveOptions (given: unknown): ResolvedOptions {
   checkCombinations(resolved, (given as Record<string, unknown>).ack !== undefined)
   const { token, langgraph, queue, prefix, logLevel, logSerializers, ...options } = resolved
   // The webhook URL carries the first token: the newest, while rotating.
-  const webhookUrl = langgraph?.webhookUrl
-  webhookUrl?.searchParams.set('token', token[0])
+  langgraph?.webhookUrl.searchParams.set('token', token[0])
   return {
     ...options,
     queue: queue === undefined ? undefined : { ...queue, connection: (queue.connection ?? options.redis)! },
     tokens: token,
-    langgraph: langgraph === undefined ? undefined : { ...langgraph, webhookUrl: webhookUrl!.href },
+    langgraph: langgraph === undefined ? undefined : { ...langgraph, webhookUrl: langgraph.webhookUrl.href },
     shortToken: token.some((candidate) => candidate.length < MIN_TOKEN_LENGTH),
     context: Object.fromEntries(Object.entries({ prefix, logLevel, logSerializers }).filter(([, value]) => value !== undefined))
   }

@@ -72,10 +72,7 @@ export const RunSchema = Type.Object({
 export type Run = Static<typeof RunSchema>
 
 /** A failed run's error: a string (JS server, older Python) or `{ error, message }` (newer Python). */
-export const RunErrorSchema = Type.Union([
-  Type.String(),
-  Type.Object({ error: Type.String(), message: Type.String() })
-])
+export const RunErrorSchema = Type.Union([Type.String(), Type.Object({ error: Type.String(), message: Type.String() })])
 export type RunError = Static<typeof RunErrorSchema>
 
 /** The body a LangGraph server POSTs to a run's webhook. */
@@ -132,18 +129,13 @@ const STRIPPED_BODY_HINT = 'if the LangGraph server strips webhook bodies (webho
 /** Returns an `InvalidRunError` (400) naming the failing fields, or `undefined` for a valid run. */
 export type RunValidator = (body: unknown) => Error | undefined
 
-let runCheck: TypeCheck<typeof RunWebhookSchema> | undefined
-
 /**
  * TypeBox's compiled checks: no type coercion (unlike Fastify's default Ajv,
  * which would turn a numeric `status` into a string), and a union reports one
- * error for its field rather than one per branch. With `allowedFields`, the
- * subset schema is compiled once, here, at registration.
+ * error for its field rather than one per branch; compiled once, at registration.
  */
 export function createRunValidator (allowedFields?: readonly RunWebhookField[]): RunValidator {
-  const check: TypeCheck<TSchema> = allowedFields === undefined
-    ? runCheck ??= TypeCompiler.Compile(RunWebhookSchema)
-    : TypeCompiler.Compile(runWebhookSchemaFor(allowedFields))
+  const check = TypeCompiler.Compile(allowedFields === undefined ? RunWebhookSchema : runWebhookSchemaFor(allowedFields))
   // Without allowedFields, a missing field may be the server's stripping.
   const hint = allowedFields === undefined
   return function validateRun (body) {

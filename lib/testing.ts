@@ -14,9 +14,7 @@ export type RunWebhookOverrides<Values> = Partial<Omit<RunWebhook<Values>, 'kwar
  * the current time. `overrides` replace top-level fields (`kwargs` is merged
  * one level deep); set a field to `undefined` to drop it.
  */
-export function buildRunWebhook<Values = Record<string, unknown>> (
-  overrides: RunWebhookOverrides<Values> = {}
-): RunWebhook<Values> {
+export function buildRunWebhook<Values = Record<string, unknown>> (overrides: RunWebhookOverrides<Values> = {}): RunWebhook<Values> {
   const runId = randomUUID()
   const threadId = randomUUID()
   const assistantId = randomUUID()
