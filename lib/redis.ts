@@ -14,7 +14,7 @@
  *
  * Values from a body (`<run_id>`, `<status>`) are encoded with `encodeKeyPart`.
  */
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { MissingPeerError } from './errors.js'
 
@@ -82,14 +82,8 @@ export function bounded<T> (client: Redis, timeoutMs: number, what: string, oper
   return withTimeout(operation(), timeoutMs, () => failed(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
 }
 
-// A random prefix for this process and a counter: unique across instances.
-const OWNER_PREFIX = randomBytes(9).toString('base64url')
-let owners = 0
-
 /** A new owner id (of a lease, a claim, a relay), unique across processes and instances. */
-export function newOwner (): string {
-  return `${OWNER_PREFIX}.${++owners}`
-}
+export const newOwner = (): string => randomUUID()
 
 /** Loads an optional peer; a missing package becomes a registration error that says what to install. */
 export async function loadPeer<T> (name: string, option: string, importer: () => Promise<T>): Promise<T> {
@@ -103,24 +97,19 @@ const loadIoredis = (): Promise<Ioredis> => loadPeer('ioredis', 'redis or queue.
 
 function noop (): void {}
 
-/** Whether the client is an ioredis `Cluster`. */
-function isCluster (client: object): boolean {
-  return (client as { isCluster?: unknown }).isCluster === true
-}
-
 /**
  * BullMQ's key prefix for a queue: its default, except on a Redis Cluster,
  * where every key of a queue must share one slot (a hash tag), unless the
  * queue's name carries a hash tag of its own (as Redis reads one: the first
  * '{', then something before the next '}').
  */
-export function queuePrefix (client: object, name: string): string | undefined {
-  return isCluster(client) && !/^[^{]*\{[^}]+\}/.test(name) ? `{${name}}` : undefined
+export function queuePrefix (client: Redis, name: string): string | undefined {
+  return client.isCluster && !/^[^{]*\{[^}]+\}/.test(name) ? `{${name}}` : undefined
 }
 
 /** A new client to the same Redis: a `Cluster` takes the options of its node connections apart, as `redisOptions`. */
 export function duplicateClient (client: Redis, options: RedisOptions): Redis {
-  if (!isCluster(client)) return client.duplicate(options)
+  if (!client.isCluster) return client.duplicate(options)
   const { lazyConnect = false, ...redisOptions } = options
   return (client as unknown as Cluster).duplicate([], { lazyConnect, redisOptions }) as unknown as Redis
 }

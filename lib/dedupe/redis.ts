@@ -46,8 +46,6 @@ interface DedupeCommands {
   langgraphWebhooksRelease(key: string, lease: string): Promise<number>
 }
 
-function noop (): void {}
-
 /**
  * A dedupe store in Redis, shared by every instance behind a load balancer.
  *
@@ -95,7 +93,7 @@ export function createRedisDedupeStore (redisClient: Redis | Cluster, options: R
       return await run('reserve', () => scripts.langgraphWebhooksReserve(redisKey, lease, leaseMs)).catch((error: unknown) => {
         // The reservation may still be applied later (a queued or resent
         // command): undo it, in order, behind it on the same connection.
-        scripts.langgraphWebhooksRelease(redisKey, lease).catch(noop)
+        scripts.langgraphWebhooksRelease(redisKey, lease).catch(() => {})
         throw error
       })
     },

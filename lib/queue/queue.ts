@@ -262,8 +262,7 @@ export function startRunWorker (bullmq: Bullmq, clients: RedisClients, { name, c
     const run = runOf(job.data)
     // From 1; a run taken over after a crash counts as an attempt too.
     const attempt = Math.max(1, job.attemptsStarted)
-    let child: FastifyBaseLogger | undefined
-    const context: RunContext = { attempt, reconciled: job.data.reconciled, get log () { return (child ??= log.child({ run_id: run.run_id, thread_id: run.thread_id, status: run.status, attempt })) } }
+    const context: RunContext = { attempt, reconciled: job.data.reconciled, log: log.child({ run_id: run.run_id, thread_id: run.thread_id, status: run.status, attempt }) }
     const checked = await applyValues(run, await values, context)
     try {
       await dispatch.dispatch(checked, context)

@@ -62,9 +62,7 @@ const ACTIVE = new Set(['pending', 'running'])
  */
 export function startReconciler (tracker: RunTracker, { client, reconcileAfterMs, reconcileEveryMs }: Langgraph, receive: Receive, log: FastifyBaseLogger): () => Promise<void> {
   const tickMs = Math.max(10, Math.round(Math.min(reconcileAfterMs, reconcileEveryMs) / 2))
-  let timer: NodeJS.Timeout | undefined
   let looking: Promise<void> | undefined
-  let stopped = false
   const later = (run: TrackedRun, failures = 0): Promise<void> => tracker.reschedule({ ...run, failures }, Date.now() + reconcileEveryMs)
 
   async function failed (run: TrackedRun, error: unknown, runLog: FastifyBaseLogger, what: string): Promise<void> {
@@ -117,14 +115,10 @@ export function startReconciler (tracker: RunTracker, { client, reconcileAfterMs
     }
   }
 
-  function next (): void {
-    // The loop alone is no reason to keep the process alive.
-    if (!stopped) timer = setTimeout(() => { looking = look().finally(next) }, tickMs).unref()
-  }
-  next()
+  // One look at a time; the loop alone is no reason to keep the process alive.
+  const timer = setInterval(() => { looking ??= look().finally(() => { looking = undefined }) }, tickMs).unref()
   return async () => {
-    stopped = true
-    clearTimeout(timer)
+    clearInterval(timer)
     await looking
   }
 }

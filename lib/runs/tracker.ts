@@ -60,8 +60,8 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = 10_000 }: TrackerLi
     runs.delete(runId)
     claims.delete(runId)
   }
-  const drop = (runId: string, run: TrackedRun): void => {
-    untrack(runId)
+  const drop = (run: TrackedRun): void => {
+    untrack(run.runId)
     onDropped(run)
   }
 
@@ -70,10 +70,8 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = 10_000 }: TrackerLi
       if (handled.webhook.get(run.runId) ?? handled.reconcile.get(run.runId)) return false
       runs.delete(run.runId)
       runs.set(run.runId, { run, dueAt })
-      if (runs.size > maxRuns) {
-        const [oldestId, oldest] = runs.entries().next().value!
-        drop(oldestId, oldest.run)
-      }
+      // A Map iterates in insertion order: the first run is the oldest.
+      if (runs.size > maxRuns) drop(runs.values().next().value!.run)
       return true
     },
     async claim (runId, path, owner) {
@@ -99,8 +97,8 @@ export function createMemoryRunTracker ({ leaseMs, maxRuns = 10_000 }: TrackerLi
     },
     async due (now, limit) {
       const due: TrackedRun[] = []
-      for (const [runId, entry] of runs) {
-        if (entry.run.createdAt + MAX_TRACKED_MS <= now) drop(runId, entry.run)
+      for (const entry of runs.values()) {
+        if (entry.run.createdAt + MAX_TRACKED_MS <= now) drop(entry.run)
         else if (entry.dueAt <= now) {
           entry.dueAt = now + leaseMs
           if (due.push({ ...entry.run }) === limit) break

@@ -3,8 +3,6 @@ import type { FastifyError } from 'fastify'
 import type { RunWebhook } from '../schemas.js'
 import { boundedStatus, OUTCOME_OF_CODE, outcomeOf, seconds, STATUS, type Instruments } from './metrics.js'
 
-const ERROR_TYPE = 'error.type'
-
 const DELIVERY_TRACE = createContextKey('fastify-langgraph-webhooks delivery')
 
 /** The delivery whose context is active, if any: listeners record their failure on it. */
@@ -53,7 +51,6 @@ export class DeliveryTrace {
     this.#status = boundedStatus(run.status)
     const lag = seconds(Date.parse(run.webhook_sent_at), Date.now())
     if (lag !== undefined) this.#instruments.deliveryLag.record(lag, { [STATUS]: this.#status })
-    if (!this.span.isRecording()) return
     this.span.setAttributes({ 'langgraph.run.id': run.run_id, 'langgraph.thread.id': run.thread_id, 'langgraph.assistant.id': run.assistant_id, [STATUS]: run.status })
     if (reconciled) this.span.setAttribute('langgraph.run.reconciled', true)
   }
@@ -132,12 +129,12 @@ export class DeliveryTrace {
     this.#ended = true
     const attributes: Attributes = { 'langgraph.webhook.outcome': this.#outcome ?? outcomeOf(this.#statusCode ?? this.#errorStatusCode, this.#code) }
     if (this.#statusCode !== undefined) attributes['http.response.status_code'] = this.#statusCode
-    if (this.#code !== undefined && this.#errorStatusCode! >= 500) attributes[ERROR_TYPE] = this.#code
+    if (this.#code !== undefined && this.#errorStatusCode! >= 500) attributes['error.type'] = this.#code
     this.span.setAttributes(attributes)
     this.span.end()
     if (this.#status !== undefined) attributes[STATUS] = this.#status
     // OpenTelemetry's fallback for an error type outside a known set.
-    if (attributes[ERROR_TYPE] !== undefined && !OUTCOME_OF_CODE.has(this.#code)) attributes[ERROR_TYPE] = '_OTHER'
+    if (attributes['error.type'] !== undefined && !OUTCOME_OF_CODE.has(this.#code)) attributes['error.type'] = '_OTHER'
     if (this.#kind !== 'job') this.#instruments.deliveries.add(1, attributes)
   }
 }
