@@ -45,13 +45,6 @@ function withToken (run: RunWebhook): RunWebhook {
   return { ...run, kwargs: { ...run.kwargs, webhook: `https://app.example/webhooks/langgraph?token=${token}` } }
 }
 
-/** A waiter's outcome, readable at any time. */
-function watch (waiting: Promise<RunWebhook>): { run?: RunWebhook, error?: unknown } {
-  const state: { run?: RunWebhook, error?: unknown } = {}
-  waiting.then((run) => { state.run = run }, (error: unknown) => { state.error = error })
-  return state
-}
-
 t.test('40 concurrent 9 MiB deliveries with a Redis dedupe store: all 204, and a waiter on another instance gets its run', async (t) => {
   const prefix = `test:${randomUUID()}:`
   // The delivering instance in a process of its own, so that sending the bodies takes nothing from it.
