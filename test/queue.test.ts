@@ -1,6 +1,7 @@
 // Durable delivery on BullMQ against a real redis-server (test/helpers/redis-server.ts):
 // the route stores runs as jobs, workers in the same process run the listeners.
 import { setTimeout as sleep } from 'node:timers/promises'
+import { once } from 'node:events'
 import t from 'tap'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
@@ -387,6 +388,7 @@ t.test('a client the plugin did not make stays open after close; the queue works
 
   const client = new Redis(server.url)
   t.teardown(() => client.disconnect())
+  await once(client, 'ready')
   const user = Fastify()
   await user.register(plugin, { token, queue: { connection: client, name } })
   await user.ready()

@@ -177,6 +177,17 @@ t.test('with the queue, an added event naming a job that is gone resolves nothin
   await waiting
 })
 
+t.test('with the queue, a job that cannot be read is logged, and resolves nothing', async (t) => {
+  const name = queueName()
+  const b = await instance(t, server, { name, worker: false })
+  await b.app.ready()
+  const run = buildRunWebhook()
+  await b.client.hset(`bull:${name}:${jobIdOf(run.run_id, run.status)}`, { name: run.status, data: 'not json', opts: '{}', timestamp: Date.now() })
+  const waiting = t.rejects(b.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 2000 }), { code: 'FST_LANGGRAPH_WEBHOOKS_WAIT_TIMEOUT' })
+  await until(() => b.lines.some((line) => line.msg.includes('could not read a run delivered to another instance') && line.run_id === run.run_id), 30_000, 'the unreadable job logged')
+  await waiting
+})
+
 t.test('run ids are escaped in keys: one id cannot name another\'s key', async (t) => {
   const prefix = `test:${randomUUID()}:`
   const a = await dedupeInstance(t, prefix)

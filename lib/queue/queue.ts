@@ -116,9 +116,8 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
     const addJob = (jobData: RunJobData): unknown => new bullmq.Job(queue, jobData.run.status, jobData, { ...jobOptions, jobId }, jobId).addJob(pipeline)
     try {
       addJob(data)
-    } catch (error) {
+    } catch {
       // BullMQ serializes with JSON.stringify before it sends anything: a run nested too deep for it is serialized here instead.
-      if (!(error instanceof RangeError)) throw error
       addJob(serializedJobData(data))
     }
     const replies = (await pipeline.exec())!
