@@ -73,7 +73,6 @@ export function registerRoute (
       ;(request as MeasuredRequest)[kBodyLength] = body.length
       parse(request, body as string, done)
     })
-    route.setErrorHandler(handleError)
     // The path as Fastify registered it, prefixes included.
     route.addHook('onRoute', (definition) => {
       if (definition.method === 'POST' && definition.url !== undefined) registered.path = definition.url
@@ -88,6 +87,8 @@ export function registerRoute (
       closing = true
       done()
     })
+    const hangUpIfClosing = (reply: FastifyReply): FastifyReply => closing ? reply.header('connection', 'close') : reply
+    route.setErrorHandler((error: FastifyError, request, reply) => { handleError(error, request, hangUpIfClosing(reply)) })
 
     route.route({
       method: 'POST',
@@ -116,13 +117,9 @@ export function registerRoute (
       handler (request: FastifyRequest, reply: FastifyReply) {
         // No body at all is `null`, as Fastify's own validation sees it.
         receive(request.body ?? null, { request, bytes: (request as MeasuredRequest)[kBodyLength] }).then(
-          (outcome) => { reply.code(statusCodeOf(outcome, queued)).send() },
+          (outcome) => { hangUpIfClosing(reply).code(statusCodeOf(outcome, queued)).send() },
           (error: unknown) => { reply.send(error) }
         )
-      },
-      onSend (request, reply, payload, done) {
-        if (closing) reply.header('connection', 'close')
-        done(null, payload)
       }
     })
 
