@@ -138,6 +138,11 @@ export class RedisClients {
     return client
   }
 
+  /** A connection of its own whose commands of one tick go out in one write (ioredis autopipelining): a run's duplicate check and its add, and those of concurrent deliveries. */
+  producer (): Redis {
+    return this.#own(duplicateClient(this.client, { enableAutoPipelining: true }))
+  }
+
   /** A client that never connects itself, for BullMQ's Worker to duplicate: blocking commands need `maxRetriesPerRequest: null`. */
   workerTemplate (): Redis {
     const template = this.#own(duplicateClient(this.client, { maxRetriesPerRequest: null, lazyConnect: true }))

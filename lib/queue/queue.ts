@@ -4,7 +4,7 @@
  * `createRunWorker` processes), and runs that exhaust their attempts are
  * dead letters, listed, replayed and alerted on here.
  */
-import type { IRedisTransaction, Job, Queue } from 'bullmq'
+import type { Job, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { AddTimeoutError, describeError, InvalidArgumentError, QueueNotConfiguredError, QueueUnavailableError } from '../errors.js'
@@ -90,7 +90,8 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
     removeOnComplete: { age: Math.ceil(options.keepCompletedMs / 1000) },
     removeOnFail: { age: Math.ceil(options.keepFailedMs / 1000) }
   }
-  const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, { connection: client, prefix: queuePrefix(client, options.name), defaultJobOptions: jobOptions })
+  const producer = clients.producer()
+  const queue: Queue<RunJobData> = new bullmq.Queue<RunJobData>(options.name, { connection: producer, prefix: queuePrefix(client, options.name), defaultJobOptions: jobOptions })
   queue.on('error', (error) => log.error({ err: error }, 'run webhook queue error'))
   const worker = options.worker ? startRunWorker(bullmq, clients, options, listeners, log, telemetry, Promise.resolve(values)) : undefined
 
@@ -105,25 +106,21 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
   }
 
   /**
-   * One round-trip: whether the job exists already (a duplicate) and BullMQ's
-   * add (a no-op then), pipelined on one connection; with `waitForReplicas`,
-   * a second one waits for the replicas.
+   * Whether the job exists already (a duplicate), and BullMQ's add (a no-op
+   * then): sent in one write on the producer's connection, the check first;
+   * with `waitForReplicas`, a second round-trip waits for the replicas.
    */
   async function add (jobId: string, data: RunJobData): Promise<boolean> {
-    const pipeline = (await queue.getBackend().client).pipeline() as IRedisTransaction & { exists(key: string): unknown }
-    pipeline.exists(queue.toKey(jobId))
-    // BullMQ's add, queued on the pipeline: its reply comes with the pipeline's.
-    const addJob = (jobData: RunJobData): unknown => new bullmq.Job(queue, jobData.run.status, jobData, { ...jobOptions, jobId }, jobId).addJob(pipeline)
-    try {
-      addJob(data)
-    } catch {
+    const [found] = await Promise.all([
+      producer.exists(queue.toKey(jobId)),
       // BullMQ serializes with JSON.stringify before it sends anything: a run nested too deep for it is serialized here instead.
-      addJob(serializedJobData(data))
-    }
-    const replies = (await pipeline.exec())!
-    for (const [error] of replies) if (error !== null) throw error
-    await replicated(client, queue.toKey(jobId), options.waitForReplicas, Math.ceil(options.addTimeoutMs / 2))
-    return replies[0][1] === 1
+      queue.add(data.run.status, data, { jobId }).catch((error: unknown) => {
+        if (!(error instanceof RangeError)) throw error
+        return queue.add(data.run.status, serializedJobData(data), { jobId })
+      })
+    ])
+    await replicated(producer, queue.toKey(jobId), options.waitForReplicas, Math.ceil(options.addTimeoutMs / 2))
+    return found === 1
   }
 
   const admin: RunQueue = {
@@ -158,8 +155,8 @@ export async function startQueue (options: ResolvedQueue, listeners: Pick<RunLis
       // The delivery's trace context, so that the worker's span links to it.
       const data: RunJobData = { run, reconciled, trace: telemetry.carrier() }
       // Refused at once while the client is disconnected; otherwise bounded by addTimeoutMs.
-      const found = await bounded(client, options.addTimeoutMs, 'storing the job', () => add(jobId, data), (message) => new AddTimeoutError(message)).catch((error: unknown) => {
-        log.error({ err: error }, DISCONNECTED.has(client.status) ? 'the queue cannot store a run webhook: Redis is unreachable' : 'the queue failed to store a run webhook')
+      const found = await bounded(producer, options.addTimeoutMs, 'storing the job', () => add(jobId, data), (message) => new AddTimeoutError(message)).catch((error: unknown) => {
+        log.error({ err: error }, DISCONNECTED.has(producer.status) ? 'the queue cannot store a run webhook: Redis is unreachable' : 'the queue failed to store a run webhook')
         throw new QueueUnavailableError({ cause: error })
       })
       if (!found) return 'queued'
