@@ -192,7 +192,7 @@ export async function createRedisRelay ({ client, prefix, timeoutMs }: RedisConn
  * reads its job; a late caller looks for a job of the run, of any status,
  * added in the last minute.
  */
-export async function createJobRelay ({ client, timeoutMs, jobs }: RelayConnection & { jobs: QueuedJobs }, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): Promise<WaitRelay> {
+export function createJobRelay ({ client, timeoutMs, jobs }: RelayConnection & { jobs: QueuedJobs }, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): WaitRelay {
   // The events of the last minute first (stream ids start with a time): a job added as the relay starts is not missed.
   let last = `${Date.now() - REMEMBER_MS}-0`
   // Blocking reads wait out a reconnection rather than fail.
