@@ -215,8 +215,9 @@ export function createJobRelay ({ client, timeoutMs, jobs }: RelayConnection & {
   async function follow (): Promise<void> {
     for (;;) {
       try {
-        const [stream] = await reader.xread('COUNT', 1000, 'BLOCK', 10_000, 'STREAMS', jobs.eventsKey, last) ?? []
-        for (const [id, fields] of stream?.[1] ?? []) {
+        // Blocks until there are events: it never answers empty.
+        const [[, events]] = (await reader.xread('COUNT', 1000, 'BLOCK', 0, 'STREAMS', jobs.eventsKey, last))!
+        for (const [id, fields] of events) {
           last = id
           // BullMQ's fields: event, added, jobId, <job id>, name, <name>.
           const jobId = fields[1] === 'added' ? fields[3] : undefined
