@@ -12,7 +12,8 @@ export async function resolve (specifier, context, nextResolve) {
     return await nextResolve(specifier, context)
   } catch (error) {
     // The sources import each other as `./x.js` (NodeNext), tap's mocks by URL
-    // (`…/x.js?tapmock=…`): the file is `x.ts`.
+    // (`…/x.js?tapmock=…`): the file is `x.ts`. Tried second, so that tap's
+    // mocks still see the specifier as it is written.
     const source = specifier.replace(/\.js(\?.*)?$/, '.ts$1')
     if (error?.code !== 'ERR_MODULE_NOT_FOUND' || source === specifier) throw error
     return nextResolve(source, context)
