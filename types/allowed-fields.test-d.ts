@@ -1,6 +1,6 @@
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { expectError, expectType } from 'tsd'
+import { expectTypeOf } from 'expect-type'
 import langgraphWebhooks, {
   type LanggraphWebhooksOptions,
   type RunError,
@@ -11,49 +11,53 @@ import langgraphWebhooks, {
 
 const app = Fastify()
 await app.register(langgraphWebhooks, { token: 'x'.repeat(32), allowedFields: ['run_id', 'status', 'values'] })
-expectError(app.register(langgraphWebhooks, { token: 'x', allowedFields: ['run-id'] }))
-expectError(app.register(langgraphWebhooks, { token: 'x', allowedFields: 'run_id' }))
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', allowedFields: ['run-id'] })
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', allowedFields: 'run_id' })
 
 // Every field: the full run type.
-expectType<RunWebhook>({} as RunWebhookWith<RunWebhookField>)
+expectTypeOf({} as RunWebhookWith<RunWebhookField>).toEqualTypeOf<RunWebhook>()
 
 // The listener's run narrows to the listed fields.
 const stripped = app.langgraphWebhooks.withFields(['run_id', 'status', 'error'])
 stripped.onRun((run) => {
-  expectType<string>(run.run_id)
-  expectType<RunError | undefined>(run.error)
-  expectError(run.thread_id)
-  expectError(run.values)
+  expectTypeOf(run.run_id).toEqualTypeOf<string>()
+  expectTypeOf(run.error).toEqualTypeOf<RunError | undefined>()
+  expectTypeOf(run).not.toHaveProperty('thread_id')
+  expectTypeOf(run).not.toHaveProperty('values')
 })
 // Status filtering still narrows when `status` is listed.
 stripped.onRun('error', (run) => {
-  expectType<'error'>(run.status)
-  expectType<RunError | undefined>(run.error)
-  expectError(run.kwargs)
+  expectTypeOf(run.status).toEqualTypeOf<'error'>()
+  expectTypeOf(run.error).toEqualTypeOf<RunError | undefined>()
+  expectTypeOf(run).not.toHaveProperty('kwargs')
 })
 stripped.onRun(['success', 'interrupted'], (run) => {
-  expectType<'success' | 'interrupted'>(run.status)
+  expectTypeOf(run.status).toEqualTypeOf<'success' | 'interrupted'>()
 })
-expectError(stripped.onRun('sucess', () => {}))
+// @ts-expect-error
+stripped.onRun('sucess', () => {})
 
 // Without `status`, only catch-all listeners.
 const noStatus = app.langgraphWebhooks.withFields(['run_id', 'values'])
 noStatus.onRun((run) => {
-  expectType<string>(run.run_id)
-  expectType<Record<string, unknown> | null | undefined>(run.values)
-  expectError(run.status)
+  expectTypeOf(run.run_id).toEqualTypeOf<string>()
+  expectTypeOf(run.values).toEqualTypeOf<Record<string, unknown> | null | undefined>()
+  expectTypeOf(run).not.toHaveProperty('status')
 })
-expectError(noStatus.onRun('success', () => {}))
+// @ts-expect-error
+noStatus.onRun('success', () => {})
 
 // withValues and withFields compose.
 const State = Type.Object({ messages: Type.Array(Type.String()) })
 app.langgraphWebhooks.withValues(State).withFields(['run_id', 'status', 'values']).onRun('success', (run) => {
-  expectType<{ messages: string[] } | null | undefined>(run.values)
-  expectError(run.thread_id)
+  expectTypeOf(run.values).toEqualTypeOf<{ messages: string[] } | null | undefined>()
+  expectTypeOf(run).not.toHaveProperty('thread_id')
 })
 app.langgraphWebhooks.withFields(['run_id', 'values']).withValues(State).onRun((run) => {
-  expectType<{ messages: string[] } | null | undefined>(run.values)
-  expectError(run.status)
+  expectTypeOf(run.values).toEqualTypeOf<{ messages: string[] } | null | undefined>()
+  expectTypeOf(run).not.toHaveProperty('status')
 })
 
 // The onRun option, typed by the options' type parameters.
@@ -61,9 +65,10 @@ const options: LanggraphWebhooksOptions<undefined, 'run_id' | 'status'> = {
   token: 'x',
   allowedFields: ['run_id', 'status'],
   onRun (run) {
-    expectType<string>(run.run_id)
-    expectError(run.thread_id)
+    expectTypeOf(run.run_id).toEqualTypeOf<string>()
+    expectTypeOf(run).not.toHaveProperty('thread_id')
   }
 }
 await app.register(langgraphWebhooks, options)
-expectError<LanggraphWebhooksOptions<undefined, 'run_id'>>({ token: 'x', allowedFields: ['run_id', 'status'] })
+// @ts-expect-error
+expectTypeOf<LanggraphWebhooksOptions<undefined, 'run_id'>>({ token: 'x', allowedFields: ['run_id', 'status'] })

@@ -1,6 +1,6 @@
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import { expectError, expectType } from 'tsd'
+import { expectTypeOf } from 'expect-type'
 import { z } from 'zod'
 import langgraphWebhooks, { type DeadLetterListener, type FailedRun, type QueueCounts, type RunContext, type RunError, type RunWebhook } from 'fastify-langgraph-webhooks'
 import { createRunWorker, type RunWorker } from 'fastify-langgraph-webhooks/queue'
@@ -13,62 +13,71 @@ await app.register(langgraphWebhooks, { token: 'x'.repeat(32), queue: { connecti
 // queue.connection may be left out when the plugin's redis is given (checked at registration).
 await app.register(langgraphWebhooks, { token: 'x'.repeat(32), redis: connection, queue: {}, dedupe: false })
 await app.register(langgraphWebhooks, { token: 'x'.repeat(32), redis: 'redis://127.0.0.1:6379', dedupe: true })
-expectError(app.register(langgraphWebhooks, { token: 'x', redis: 6379 }))
-expectError(app.register(langgraphWebhooks, { token: 'x', queue: { connection, worker: 'no' } }))
-expectError(app.register(langgraphWebhooks, { token: 'x', queue: { connection, attemps: 3 } }))
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', redis: 6379 })
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', queue: { connection, worker: 'no' } })
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', queue: { connection, attemps: 3 } })
 
-expectType<FailedRun[]>(await app.langgraphWebhooks.queue.failed())
-expectType<FailedRun[]>(await app.langgraphWebhooks.queue.failed({ offset: 10, limit: 10 }))
-expectType<boolean>(await app.langgraphWebhooks.queue.retry('run-id', 'error'))
-expectType<QueueCounts>(await app.langgraphWebhooks.queue.counts())
+expectTypeOf(await app.langgraphWebhooks.queue.failed()).toEqualTypeOf<FailedRun[]>()
+expectTypeOf(await app.langgraphWebhooks.queue.failed({ offset: 10, limit: 10 })).toEqualTypeOf<FailedRun[]>()
+expectTypeOf(await app.langgraphWebhooks.queue.retry('run-id', 'error')).toEqualTypeOf<boolean>()
+expectTypeOf(await app.langgraphWebhooks.queue.counts()).toEqualTypeOf<QueueCounts>()
 const [failed] = await app.langgraphWebhooks.queue.failed()
-expectType<RunWebhook>(failed!.run)
-expectType<string>(failed!.error)
-expectType<number>(failed!.attempts)
-expectType<Date>(failed!.failedAt)
+expectTypeOf(failed!.run).toEqualTypeOf<RunWebhook>()
+expectTypeOf(failed!.error).toEqualTypeOf<string>()
+expectTypeOf(failed!.attempts).toEqualTypeOf<number>()
+expectTypeOf(failed!.failedAt).toEqualTypeOf<Date>()
 
 // A worker process: the plugin's onRun, typed the same way.
 const worker = createRunWorker({ connection, name: 'hooks', concurrency: 8, lockMs: 30_000 })
-expectType<RunWorker>(worker)
+expectTypeOf(worker).toEqualTypeOf<RunWorker>()
 const off = worker.onRun('error', (run, context) => {
-  expectType<'error'>(run.status)
-  expectType<RunError | undefined>(run.error)
-  expectType<RunContext>(context)
-  expectType<number>(context.attempt)
+  expectTypeOf(run.status).toEqualTypeOf<'error'>()
+  expectTypeOf(run.error).toEqualTypeOf<RunError | undefined>()
+  expectTypeOf(context).toEqualTypeOf<RunContext>()
+  expectTypeOf(context.attempt).toEqualTypeOf<number>()
 })
 off()
-worker.onRun(['success', 'interrupted'], (run) => { expectType<'success' | 'interrupted'>(run.status) })
-expectError(worker.onRun('sucess', () => {}))
-expectError(createRunWorker({ name: 'hooks' }))
-expectType<Promise<void>>(worker.close())
+worker.onRun(['success', 'interrupted'], (run) => { expectTypeOf(run.status).toEqualTypeOf<'success' | 'interrupted'>() })
+// @ts-expect-error
+worker.onRun('sucess', () => {})
+// @ts-expect-error
+createRunWorker({ name: 'hooks' })
+expectTypeOf(worker.close()).toEqualTypeOf<Promise<void>>()
 
 // A worker process given the web process's valuesSchema: listeners get its output.
 const State = z.object({ at: z.string().transform((at) => new Date(at)), step: z.number().default(0) })
 const typed = createRunWorker({ connection, valuesSchema: State })
-expectType<RunWorker<{ at: Date, step: number }>>(typed)
+expectTypeOf(typed).toEqualTypeOf<RunWorker<{ at: Date, step: number }>>()
 typed.onRun('success', (run) => {
-  expectType<Date | undefined>(run.values?.at)
-  expectType<number | undefined>(run.values?.step)
+  expectTypeOf(run.values?.at).toEqualTypeOf<Date | undefined>()
+  expectTypeOf(run.values?.step).toEqualTypeOf<number | undefined>()
 })
-createRunWorker({ connection, valuesSchema: State, onRun: (run) => { expectType<Date | undefined>(run.values?.at) } })
+createRunWorker({ connection, valuesSchema: State, onRun: (run) => { expectTypeOf(run.values?.at).toEqualTypeOf<Date | undefined>() } })
 // Without one, the values are untyped; the type argument of earlier versions still compiles.
-createRunWorker({ connection }).onRun((run) => { expectType<Record<string, unknown> | null | undefined>(run.values) })
-expectType<RunWorker<{ step: number }>>(createRunWorker<{ step: number }>({ connection }))
-expectError(createRunWorker({ connection, valuesSchema: { type: 'object' } }))
+createRunWorker({ connection }).onRun((run) => { expectTypeOf(run.values).toEqualTypeOf<Record<string, unknown> | null | undefined>() })
+expectTypeOf(createRunWorker<{ step: number }>({ connection })).toEqualTypeOf<RunWorker<{ step: number }>>()
+// @ts-expect-error
+createRunWorker({ connection, valuesSchema: { type: 'object' } })
 
 // Operating the dead letters: bulk replay and alerts.
-expectType<number>(await app.langgraphWebhooks.queue.retryFailed())
-expectType<number>(await app.langgraphWebhooks.queue.retryFailed({ status: 'error', since: new Date(), limit: 100 }))
-expectType<number>(await app.langgraphWebhooks.queue.retryFailed({ since: Date.now() - 3_600_000 }))
-expectError(app.langgraphWebhooks.queue.retryFailed({ since: '09:00' }))
-expectError(app.langgraphWebhooks.queue.retryFailed({ sinse: new Date() }))
+expectTypeOf(await app.langgraphWebhooks.queue.retryFailed()).toEqualTypeOf<number>()
+expectTypeOf(await app.langgraphWebhooks.queue.retryFailed({ status: 'error', since: new Date(), limit: 100 })).toEqualTypeOf<number>()
+expectTypeOf(await app.langgraphWebhooks.queue.retryFailed({ since: Date.now() - 3_600_000 })).toEqualTypeOf<number>()
+// @ts-expect-error
+app.langgraphWebhooks.queue.retryFailed({ since: '09:00' })
+// @ts-expect-error
+app.langgraphWebhooks.queue.retryFailed({ sinse: new Date() })
 const unsubscribe = app.langgraphWebhooks.queue.onDeadLetter((failedRun, { log }) => {
-  expectType<FailedRun>(failedRun)
-  expectType<string>(failedRun.run.run_id)
+  expectTypeOf(failedRun).toEqualTypeOf<FailedRun>()
+  expectTypeOf(failedRun.run.run_id).toEqualTypeOf<string>()
   log.error({ run_id: failedRun.run.run_id, error: failedRun.error }, 'a run webhook exhausted its attempts')
 })
-expectType<() => void>(unsubscribe)
-expectType<() => void>(worker.onDeadLetter(async (failedRun: FailedRun) => { await Promise.resolve(failedRun.attempts) }))
-expectError(worker.onDeadLetter('alert'))
+expectTypeOf(unsubscribe).toEqualTypeOf<() => void>()
+expectTypeOf(worker.onDeadLetter(async (failedRun: FailedRun) => { await Promise.resolve(failedRun.attempts) })).toEqualTypeOf<() => void>()
+// @ts-expect-error
+worker.onDeadLetter('alert')
 const listener: DeadLetterListener = (failedRun) => failedRun.failedAt
 worker.onDeadLetter(listener)

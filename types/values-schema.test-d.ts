@@ -4,7 +4,7 @@ import Type from 'typebox'
 import { z } from 'zod'
 import * as v from 'valibot'
 import { type } from 'arktype'
-import { expectAssignable, expectError, expectType } from 'tsd'
+import { expectTypeOf } from 'expect-type'
 import langgraphWebhooks, {
   openApiSecuritySchemes,
   type LanggraphWebhooksOptions,
@@ -19,7 +19,7 @@ const app = Fastify()
 // TypeBox 0.34 (@sinclair/typebox): Static.
 const Legacy = Type034.Object({ messages: Type034.Array(Type034.String()), step: Type034.Optional(Type034.Number()) })
 app.langgraphWebhooks.withValues(Legacy).onRun((run) => {
-  expectType<{ messages: string[], step?: number } | null | undefined>(run.values)
+  expectTypeOf(run.values).toEqualTypeOf<{ messages: string[], step?: number } | null | undefined>()
 })
 
 // TypeBox 1.x (typebox): Static, and a codec's decoded type.
@@ -28,8 +28,8 @@ const Modern = Type.Object({
   at: Type.Codec(Type.String()).Decode((text) => new Date(text)).Encode((date) => date.toISOString())
 })
 app.langgraphWebhooks.withValues(Modern).onRun('success', (run) => {
-  expectType<string[] | undefined>(run.values?.messages)
-  expectType<Date | undefined>(run.values?.at)
+  expectTypeOf(run.values?.messages).toEqualTypeOf<string[] | undefined>()
+  expectTypeOf(run.values?.at).toEqualTypeOf<Date | undefined>()
 })
 
 // Zod: the output type, defaults and transforms applied.
@@ -39,48 +39,53 @@ const State = z.object({
   topic: z.string().transform((topic) => topic.length)
 })
 app.langgraphWebhooks.withValues(State).onRun(['success', 'interrupted'], (run) => {
-  expectType<'success' | 'interrupted'>(run.status)
-  expectType<{ messages: string[], step: number, topic: number } | null | undefined>(run.values)
+  expectTypeOf(run.status).toEqualTypeOf<'success' | 'interrupted'>()
+  expectTypeOf(run.values).toEqualTypeOf<{ messages: string[], step: number, topic: number } | null | undefined>()
 })
-expectType<z.output<typeof State>>({} as ValuesOf<typeof State>)
+expectTypeOf({} as ValuesOf<typeof State>).toEqualTypeOf<z.output<typeof State>>()
 
 // Valibot and ArkType: StandardSchemaV1.InferOutput.
 const Valibot = v.object({ count: v.pipe(v.string(), v.transform(Number)) })
 app.langgraphWebhooks.withValues(Valibot).onRun((run) => {
-  expectType<number | undefined>(run.values?.count)
+  expectTypeOf(run.values?.count).toEqualTypeOf<number | undefined>()
 })
 const Ark = type({ name: 'string', 'tags?': 'string[]' })
 app.langgraphWebhooks.withValues(Ark).onRun((run) => {
-  expectType<string | undefined>(run.values?.name)
-  expectType<string[] | undefined>(run.values?.tags)
+  expectTypeOf(run.values?.name).toEqualTypeOf<string | undefined>()
+  expectTypeOf(run.values?.tags).toEqualTypeOf<string[] | undefined>()
 })
-expectAssignable<StandardSchemaV1>(State)
-expectAssignable<ValuesSchema>(Modern)
-expectType<{ count: number }>({} as StandardSchemaV1.InferOutput<typeof Valibot>)
+expectTypeOf(State).toExtend<StandardSchemaV1>()
+expectTypeOf(Modern).toExtend<ValuesSchema>()
+expectTypeOf({} as StandardSchemaV1.InferOutput<typeof Valibot>).toEqualTypeOf<{ count: number }>()
 
 // The onRun option follows valuesSchema for each kind.
 const zodOptions: LanggraphWebhooksOptions<typeof State> = {
   token: 'x',
   valuesSchema: State,
-  onRun: (run) => { expectType<number | undefined>(run.values?.step) }
+  onRun: (run) => { expectTypeOf(run.values?.step).toEqualTypeOf<number | undefined>() }
 }
 await app.register(langgraphWebhooks, zodOptions)
 const typeboxOptions: LanggraphWebhooksOptions<typeof Modern> = {
   token: 'x',
   valuesSchema: Modern,
-  onRun: (run) => { expectType<Date | undefined>(run.values?.at) }
+  onRun: (run) => { expectTypeOf(run.values?.at).toEqualTypeOf<Date | undefined>() }
 }
 await app.register(langgraphWebhooks, typeboxOptions)
 await app.register(langgraphWebhooks, { token: 'x', valuesSchema: Ark })
 
 // Wrong uses do not compile.
-expectError(app.langgraphWebhooks.withValues({ type: 'object' }))
-expectError(app.langgraphWebhooks.withValues(State).onRun((run) => { run.values?.messages.push(1) }))
-expectError(app.register(langgraphWebhooks, { token: 'x', valuesSchema: 'State' }))
-expectError<LanggraphWebhooksOptions<typeof State>>({ token: 'x', valuesSchema: Legacy })
+// @ts-expect-error
+app.langgraphWebhooks.withValues({ type: 'object' })
+// @ts-expect-error
+app.langgraphWebhooks.withValues(State).onRun((run) => { run.values?.messages.push(1) })
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', valuesSchema: 'State' })
+// @ts-expect-error
+expectTypeOf<LanggraphWebhooksOptions<typeof State>>({ token: 'x', valuesSchema: Legacy })
 
 // OpenAPI.
-expectAssignable<OpenApiOptions>({ summary: 's', description: 'd', tags: ['a'], hide: false })
-expectError(app.register(langgraphWebhooks, { token: 'x', openapi: { summery: 's' } }))
-expectType<'apiKey'>(openApiSecuritySchemes.langgraphWebhookToken.type)
-expectType<'bearer'>(openApiSecuritySchemes.langgraphWebhookBearer.scheme)
+expectTypeOf({ summary: 's', description: 'd', tags: ['a'], hide: false }).toExtend<OpenApiOptions>()
+// @ts-expect-error
+app.register(langgraphWebhooks, { token: 'x', openapi: { summery: 's' } })
+expectTypeOf(openApiSecuritySchemes.langgraphWebhookToken.type).toEqualTypeOf<'apiKey'>()
+expectTypeOf(openApiSecuritySchemes.langgraphWebhookBearer.scheme).toEqualTypeOf<'bearer'>()
