@@ -20,7 +20,7 @@
  * --baseline <path/to/lib/index.ts> (add case (p): that build as (b), in the
  * same rounds, and the target (b) ÷ (p): before and after, side by side).
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -34,6 +34,22 @@ import { renderMarkdown, renderSvg, summarise, type Measurement, type Results } 
 import type { ServerMark } from './server.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
+
+/**
+ * Pins a process (all its threads) to one CPU with taskset, when there are
+ * two or more: the load generator on CPU 0, every server on CPU 1, so that
+ * no server is measured on a CPU the others do not share. False when it cannot.
+ */
+function pin (pid: number, cpu: number): boolean {
+  if (os.availableParallelism() < 2) return false
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+const pinned = pin(process.pid, 0)
 
 const { values: args } = parseArgs({
   options: {
@@ -91,6 +107,7 @@ async function startServer (benchCase: BenchCase, body: BenchBody): Promise<Serv
   }
   const env = { ...process.env, ...(args.lib === undefined ? {} : { BENCH_LIB: resolve(args.lib) }), ...(args.baseline === undefined ? {} : { BENCH_BASELINE: resolve(args.baseline) }), ...(redis === undefined ? {} : { REDIS_URL: redis.url }) }
   const child = fork(join(here, 'server.ts'), [benchCase.name], { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  if (pinned) pin(child.pid!, 1)
   const port = await new Promise<string>((resolve, reject) => {
     child.once('message', (message: { type: string, port: string }) => resolve(message.port))
     child.once('exit', (code) => reject(new Error(`server ${benchCase.name} exited with ${code}`)))
@@ -213,7 +230,7 @@ async function main (): Promise<void> {
   const started = Date.now()
   const loadBefore = os.loadavg()
   const plan = bodies.reduce((sum, body) => sum + cases.length * (initialWarmup + rounds * (warmup + durations[body.name] + 0.2)), 0)
-  console.log(`bench: ${cases.length} cases × ${bodies.length} bodies × ${rounds} rounds; about ${Math.ceil(plan / 60)} min. Load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`)
+  console.log(`bench: ${cases.length} cases × ${bodies.length} bodies × ${rounds} rounds; about ${Math.ceil(plan / 60)} min. Load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}${pinned ? '; the load generator on CPU 0, the servers on CPU 1' : ''}`)
 
   const servers: Server[] = []
   for (const body of bodies) {
