@@ -82,8 +82,12 @@ export function bounded<T> (client: Redis, timeoutMs: number, what: string, oper
   return withTimeout(operation(), timeoutMs, () => failed(`${what} took longer than ${timeoutMs} ms (is Redis reachable?)`))
 }
 
+// A random prefix for this process and a counter: unique across instances, and cheap enough for every delivery.
+const OWNER_PREFIX = randomUUID()
+let owners = 0
+
 /** A new owner id (of a lease, a claim, a relay), unique across processes and instances. */
-export const newOwner = (): string => randomUUID()
+export const newOwner = (): string => `${OWNER_PREFIX}.${++owners}`
 
 /** Loads an optional peer; a missing package becomes a registration error that says what to install. */
 export async function loadPeer<T> (name: string, option: string, importer: () => Promise<T>): Promise<T> {

@@ -28,8 +28,14 @@ export type Telemetry = ReturnType<typeof createTelemetry>
 /** The no-op providers' class names, the same in every version of the API: no SDK is registered. */
 const NOOP = /^Noop(Tracer|Meter)Provider$/
 
-// The trace API hands out a proxy; what it delegates to tells.
-const registered = (provider: object): boolean => !NOOP.test(((provider as { getDelegate?: () => object }).getDelegate?.() ?? provider).constructor.name)
+// The trace API hands out a proxy; what it delegates to tells. Remembered per provider: the check runs at every delivery.
+const checked = new WeakMap<object, boolean>()
+function registered (provider: object): boolean {
+  const delegate = (provider as { getDelegate?: () => object }).getDelegate?.() ?? provider
+  let sdk = checked.get(delegate)
+  if (sdk === undefined) checked.set(delegate, sdk = !NOOP.test(delegate.constructor.name))
+  return sdk
+}
 const traceOf = (request: FastifyRequest): DeliveryTrace | null | undefined => (request as { [kTrace]?: DeliveryTrace | null })[kTrace]
 
 export function createTelemetry () {
