@@ -114,8 +114,8 @@ export function queuePrefix (client: Redis, name: string): string | undefined {
 /** A new client to the same Redis: a `Cluster` takes the options of its node connections apart, as `redisOptions`. */
 export function duplicateClient (client: Redis, options: RedisOptions): Redis {
   if (!client.isCluster) return client.duplicate(options)
-  const { lazyConnect = false, ...redisOptions } = options
-  return (client as unknown as Cluster).duplicate([], { lazyConnect, redisOptions }) as unknown as Redis
+  const { lazyConnect = false, enableAutoPipelining = false, ...redisOptions } = options
+  return (client as unknown as Cluster).duplicate([], { lazyConnect, enableAutoPipelining, redisOptions }) as unknown as Redis
 }
 
 /** The Redis clients of one user of Redis: the user's client (which stays theirs), or clients made from options (closed by `close`). */

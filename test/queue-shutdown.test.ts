@@ -47,7 +47,7 @@ t.test("Redis killed, the plugin's own clients (a redis:// URL): app.close() wit
 
 t.test('Redis stalled (SIGSTOP), the in-process worker idle: app.close() gives up on Redis instead of hanging', async (t) => {
   const server = await ownServer(t)
-  // addTimeoutMs bounds every wait on Redis, the relay's QUIT at close included.
+  // addTimeoutMs bounds every wait on Redis.
   const { app, lines } = await instance(t, server, { name: queueName(), connection: server.url, addTimeoutMs: 300 })
   const handled: string[] = []
   app.langgraphWebhooks.onRun((run) => { handled.push(run.run_id) })

@@ -134,6 +134,18 @@ t.test('with the queue, waiters on another instance resolve once Redis has the j
   t.equal((await onAccepted).run_id, accepted.run_id)
 })
 
+t.test('with the queue, a run id holding the characters its job id escapes resolves a waiter on another instance', async (t) => {
+  const name = queueName()
+  const a = await instance(t, server, { name, worker: false })
+  const b = await instance(t, server, { name, worker: false })
+  await a.app.ready()
+  await b.app.ready()
+  const run = buildRunWebhook({ run_id: 'a:b{c}%d.e\uD800' })
+  const waiting = b.app.langgraphWebhooks.waitForRun(run.run_id, { timeoutMs: 30_000 })
+  t.equal((await deliverRun(a.app, run, { token })).statusCode, 202)
+  t.equal((await waiting).run_id, run.run_id)
+})
+
 t.test('with the queue, an instance whose events stream cannot be read logs it, and reads it again once it can', async (t) => {
   const name = queueName()
   const admin = await connect(t, server)

@@ -195,8 +195,8 @@ export async function createRedisRelay ({ client, prefix, timeoutMs }: RedisConn
 export function createJobRelay ({ client, timeoutMs, jobs }: RelayConnection & { jobs: QueuedJobs }, waiters: Pick<RunWaiters, 'waitingFor' | 'heard'>, log: FastifyBaseLogger): WaitRelay {
   // The events of the last minute first (stream ids start with a time): a job added as the relay starts is not missed.
   let last = `${Date.now() - REMEMBER_MS}-0`
-  // Blocking reads wait out a reconnection rather than fail.
-  const reader = duplicateClient(client, { maxRetriesPerRequest: null })
+  // Blocking reads wait out a reconnection rather than fail, and no timeout of the user's client cuts them short.
+  const reader = duplicateClient(client, { maxRetriesPerRequest: null, commandTimeout: undefined, socketTimeout: undefined, blockingTimeout: undefined })
   reader.on('error', relayFailed(log))
   let closed = false
 
@@ -221,7 +221,7 @@ export function createJobRelay ({ client, timeoutMs, jobs }: RelayConnection & {
           last = id
           // BullMQ's fields: event, added, jobId, <job id>, name, <name>.
           const jobId = fields[1] === 'added' ? fields[3] : undefined
-          const runId = jobId === undefined ? undefined : decodeKeyPart(jobId.slice(0, jobId.indexOf('.')))
+          const runId = jobId === undefined ? undefined : decodeKeyPart(jobId.split('.', 1)[0])
           if (runId !== undefined && waiters.waitingFor(runId)) read(runId, [jobId!])
         }
       } catch (error) {
