@@ -45,6 +45,16 @@ t.test("Redis killed, the plugin's own clients (a redis:// URL): app.close() wit
   t.ok(took < 2000, `app.close() took ${took} ms`)
 })
 
+t.test('Redis stalled (SIGSTOP) right after ready, the worker still connecting: app.close() within a second or so', async (t) => {
+  const server = await ownServer(t)
+  const { app } = await instance(t, server, { name: queueName(), connection: server.url, addTimeoutMs: 300 })
+  await app.ready()
+  server.pause()
+  t.teardown(() => server.resume())
+  const took = await timed(() => app.close())
+  t.ok(took < 2000, `app.close() took ${took} ms`)
+})
+
 t.test('Redis stalled (SIGSTOP), the in-process worker idle: app.close() gives up on Redis instead of hanging', async (t) => {
   const server = await ownServer(t)
   // addTimeoutMs bounds every wait on Redis.
