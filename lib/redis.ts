@@ -115,7 +115,9 @@ export function queuePrefix (client: Redis, name: string): string | undefined {
 export function duplicateClient (client: Redis, options: RedisOptions): Redis {
   if (!client.isCluster) return client.duplicate(options)
   const { lazyConnect = false, enableAutoPipelining = false, ...redisOptions } = options
-  return (client as unknown as Cluster).duplicate([], { lazyConnect, enableAutoPipelining, redisOptions }) as unknown as Redis
+  // Merged here: ioredis 5 would replace the user's node options (password, TLS) with these.
+  const cluster = client as unknown as Cluster
+  return cluster.duplicate([], { lazyConnect, enableAutoPipelining, redisOptions: { ...cluster.options.redisOptions, ...redisOptions } }) as unknown as Redis
 }
 
 /** The Redis clients of one user of Redis: the user's client (which stays theirs), or clients made from options (closed by `close`). */
