@@ -258,7 +258,9 @@ export function startRunWorker (bullmq: Bullmq, clients: RedisClients, { name, c
     const run = runOf(job.data)
     // From 1; a run taken over after a crash counts as an attempt too.
     const attempt = Math.max(1, job.attemptsStarted)
-    const context: RunContext = { attempt, reconciled: job.data.reconciled, log: log.child({ run_id: run.run_id, thread_id: run.thread_id, status: run.status, attempt }) }
+    // The bound logger is made on first use, as most listeners never log.
+    let child: FastifyBaseLogger | undefined
+    const context: RunContext = { attempt, reconciled: job.data.reconciled, get log () { return (child ??= log.child({ run_id: run.run_id, thread_id: run.thread_id, status: run.status, attempt })) } }
     const checked = await applyValues(run, await values, context)
     try {
       await dispatch.dispatch(checked, context)
